@@ -1,0 +1,125 @@
+"""Options shared by ``himl run`` and ``himl submit``, and the JobSpec they build."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from himl_kernel.errors import HimlError
+
+if TYPE_CHECKING:
+    from himl_kernel.datasets import DatasetConfig
+    from himl_kernel.job import Entry, JobSpec, Submission
+    from himl_kernel.plugins import PluginHost
+    from himl_kernel.sweep import Sweep
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``2h`` or ``1d``."""
+    match = _DURATION.match(text)
+    if not match:
+        raise HimlError(f"--max-run-duration: {text!r} is not a duration; expected e.g. 90s, 30m, 2h or 1d")
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
+
+
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HimlError(f"{option}: {item!r} should look like KEY=VALUE")
+        pairs[key] = value
+    return pairs
+
+
+def add_job_options(parser: argparse.ArgumentParser, host: PluginHost, command: str) -> None:
+    group = parser.add_argument_group("where and how the job runs")
+    group.add_argument("--compute", default="local", metavar="BACKEND", help="compute backend (default: local)")
+    group.add_argument("--dry-run", action="store_true", help="print what the backend would receive, and stop")
+    group.add_argument("--experiment", default="", help="experiment name (default: the model or script name)")
+    group.add_argument("--display-name", default="", help="the run's display name")
+    group.add_argument("--tag", action="append", metavar="KEY=VALUE", help="a tag on the run (repeatable)")
+    group.add_argument("--env", action="append", metavar="KEY=VALUE", help="an environment variable for the job")
+    group.add_argument("--num-nodes", type=int, default=1, help="machines for a distributed job")
+    group.add_argument("--processes-per-node", type=int, default=1, help="processes on each machine")
+    group.add_argument("--max-parallel", type=int, default=None, help="trials of a sweep that run at once")
+    group.add_argument("--max-run-duration", default="", metavar="DURATION", help="stop the job after this long")
+    group.add_argument("--no-wait", action="store_true", help="return after submission (remote backends)")
+    group.add_argument("--snapshot-root", type=Path, default=None, help="the folder the job receives (default: .)")
+    env = parser.add_argument_group("software environment")
+    env.add_argument("--conda-file", type=Path, default=None, help="conda environment YAML")
+    env.add_argument("--pip-requirements", type=Path, default=None, help="pip requirements file")
+    env.add_argument("--docker-image", default="", help="base docker image")
+    env.add_argument("--shm-size", default="", help="shared memory size for the container, e.g. 100g")
+    plugin_group = parser.add_argument_group("options added by plugins")
+    host.add_options(plugin_group, command)
+
+
+def build_job(
+    args: argparse.Namespace,
+    host: PluginHost,
+    *,
+    entry: Entry,
+    experiment: str,
+    input_datasets: list[DatasetConfig] | None = None,
+    output_datasets: list[DatasetConfig] | None = None,
+    sweep: Sweep | None = None,
+    tags: dict[str, str] | None = None,
+) -> JobSpec:
+    from himl_kernel.job import Compute, Environment, JobSpec
+    from himl_kernel.snapshot import Snapshot
+
+    host.compute_backends.entry(args.compute)  # unknown backend: fail now, listing the known ones
+    if sweep is not None and args.max_parallel is not None:
+        if args.max_parallel < 1:
+            raise HimlError(f"--max-parallel must be at least 1, got {args.max_parallel}")
+        sweep.max_parallel = args.max_parallel
+    job = JobSpec(
+        entry=entry,
+        snapshot=Snapshot(args.snapshot_root or Path.cwd()),
+        environment=Environment(
+            conda_file=args.conda_file,
+            pip_requirements=args.pip_requirements,
+            docker_image=args.docker_image,
+            shm_size=args.shm_size,
+        ),
+        compute=Compute(backend=args.compute, num_nodes=args.num_nodes, processes_per_node=args.processes_per_node),
+        input_datasets=list(input_datasets or []),
+        output_datasets=list(output_datasets or []),
+        env_vars=parse_pairs(args.env, "--env"),
+        tags={**(tags or {}), **parse_pairs(args.tag, "--tag")},
+        experiment=args.experiment or experiment,
+        display_name=args.display_name,
+        sweep=sweep,
+        max_run_duration_s=parse_duration(args.max_run_duration) if args.max_run_duration else None,
+        wait_for_completion=not args.no_wait,
+    )
+    host.configure_job(job, args)
+    return job
+
+
+def submit_job(job: JobSpec, host: PluginHost, dry_run: bool) -> Submission | None:
+    """Hand the job to its backend (or print it, for a dry run)."""
+    backend = host.backend(job.compute.backend)
+    if dry_run:
+        print(backend.render(job, host))
+        return None
+    submission = backend.submit(job, host)
+    host.job_submitted(job, submission)
+    if submission.url:
+        print(f"himl: {job.compute.backend} run {submission.run_id}: {submission.url}", file=sys.stderr)
+    return submission
+
+
+def exit_code_of(submission: Submission | None) -> int:
+    if submission is None:
+        return 0
+    if submission.exit_code:
+        return submission.exit_code
+    return 0 if submission.succeeded else 1

@@ -1,0 +1,136 @@
+"""The ``himl`` command: core subcommands plus those plugins add.
+
+Parsing is two-phase, as in tox: global flags and the subcommand name first;
+then only the chosen subcommand's parser is built (for a plugin command, only
+then is its module imported). ``himl --help`` therefore loads plugin
+descriptors but no plugin implementation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from himl_kernel import __version__
+from himl_kernel.argparsing import HimlArgumentParser
+from himl_kernel.errors import HimlError
+
+if TYPE_CHECKING:
+    from himl_kernel.plugins import PluginHost
+
+
+@dataclass(frozen=True)
+class CoreCommand:
+    help: str
+    module: str  # has configure(parser) and run(args, host) -> int
+
+
+CORE_COMMANDS: dict[str, CoreCommand] = {
+    "run": CoreCommand("run a model (container) on a compute backend", "himl_kernel.cli.run_cmd"),
+    "submit": CoreCommand("run a script on a compute backend: himl submit SCRIPT -- ARGS", "himl_kernel.cli.submit_cmd"),
+    "plugins": CoreCommand("list installed plugins and what each contributes", "himl_kernel.cli.info_cmd"),
+    "models": CoreCommand("list the models (containers) that `himl run --model` accepts", "himl_kernel.cli.info_cmd"),
+    "runs": CoreCommand("list, show, download and aggregate runs in the run store", "himl_kernel.cli.runs_cmd"),
+    "doctor": CoreCommand("check what is installed and configured, and how to fix what is missing", "himl_kernel.cli.doctor_cmd"),
+}
+
+
+def _top_parser(host: PluginHost | None) -> argparse.ArgumentParser:
+    parser = HimlArgumentParser(
+        prog="himl",
+        description="Run deep-learning experiments here or in the cloud, through plugins.",
+        epilog="`himl COMMAND --help` shows a command's options. Plugins: `himl plugins`.",
+    )
+    parser.add_argument("--version", action="version", version=f"himl {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and trace plugin hook calls")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, cmd in CORE_COMMANDS.items():
+        sub.add_parser(name, help=cmd.help, add_help=False)
+    if host is not None:
+        for entry in host.commands:
+            if entry.name in CORE_COMMANDS:
+                continue
+            sub.add_parser(entry.name, help=f"{entry.description} [plugin {entry.plugin}]", add_help=False)
+    return parser
+
+
+def _split_global(argv: list[str]) -> tuple[bool, str | None, list[str], list[str]]:
+    """(verbose, command, arguments before it, arguments after it)."""
+    verbose = False
+    before: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg in ("-v", "--verbose"):
+            verbose = True
+        elif arg.startswith("-"):
+            before.append(arg)
+        else:
+            return verbose, arg, before, argv[index + 1 :]
+    return verbose, None, before, []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    verbose, command, before, rest = _split_global(args)
+    try:
+        return _dispatch(verbose, command, before, rest)
+    except HimlError as exc:
+        if verbose:
+            traceback.print_exc()
+        print(f"himl: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("himl: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(verbose: bool, command: str | None, before: list[str], rest: list[str]) -> int:
+    from himl_kernel.plugins import build_host
+
+    host = build_host(trace=verbose)
+    if command is None:
+        parser = _top_parser(host)
+        parser.parse_args(before)  # handles --help and --version
+        parser.print_help()
+        return 0 if not before else 2
+    if before:
+        _top_parser(host).parse_args(before)
+    configure: Callable[[argparse.ArgumentParser], None]
+    runner: Callable[[argparse.Namespace, PluginHost], int]
+    if command in CORE_COMMANDS:
+        import importlib
+
+        module = importlib.import_module(CORE_COMMANDS[command].module)
+        configure = getattr(module, f"configure_{command}")
+        runner = getattr(module, f"run_{command}")
+        help_line = CORE_COMMANDS[command].help
+        add_help = command not in ("run",)  # `himl run --model X --help` shows the model's fields
+    else:
+        if command not in host.commands:
+            known = [*CORE_COMMANDS, *host.commands.names()]
+            from himl_kernel.errors import UnknownNameError
+
+            notes = [p.describe() for p in host.broken]
+            raise UnknownNameError("command", command, known, hint="; ".join(notes))
+        entry = host.commands.entry(command)
+        host.require_plugin(entry.plugin)
+        obj = entry.load()
+        plugin_command = obj() if isinstance(obj, type) else obj
+        configure, runner = plugin_command.configure, plugin_command.run
+        help_line = entry.description
+        add_help = True
+    parser = HimlArgumentParser(prog=f"himl {command}", description=help_line, add_help=add_help)
+    parser.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
+    configure(parser)
+    # A command that takes free-form arguments (``himl run``: the model's own
+    # fields) sets ``extra_args`` as a default and receives what is left.
+    namespace, extra = parser.parse_known_args(rest)
+    if hasattr(namespace, "extra_args"):
+        namespace.extra_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    namespace.verbose = verbose or getattr(namespace, "verbose", False)
+    return int(runner(namespace, host))

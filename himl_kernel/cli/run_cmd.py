@@ -1,0 +1,66 @@
+"""``himl run --model NAME [options] [--field value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from himl_kernel.argparsing import HimlArgumentParser
+from himl_kernel.cli.job_options import add_job_options, build_job, exit_code_of, submit_job
+
+if TYPE_CHECKING:
+    from himl_kernel.plugins import PluginHost
+
+
+def configure_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=False, default="", help="the model (container) to run; see `himl models`")
+    parser.add_argument("--config", type=Path, default=None, help="YAML file of the model's fields (overridden by options)")
+    parser.set_defaults(extra_args=[])
+    parser.epilog = "The model's own fields are options too: `himl run --model NAME --help` lists them."
+
+
+def run_run(args: argparse.Namespace, host: PluginHost) -> int:
+    from himl_kernel.errors import HimlError
+    from himl_kernel.fields import build_parser
+    from himl_kernel.job import Entry
+    from himl_kernel.runner import load_container, run_container
+
+    # Second phase: the job options (with the plugins' own) from what is left.
+    parser = HimlArgumentParser(prog="himl run", add_help=False)
+    add_job_options(parser, host, "run")
+    job_args, field_args = parser.parse_known_args(args.extra_args)
+    wants_help = any(a in ("-h", "--help") for a in field_args)
+    if not args.model:
+        if wants_help:
+            parser.print_help()
+            return 0
+        raise HimlError("himl run: --model is required; `himl models` lists the models")
+    cls = host.containers.get(args.model)
+    if wants_help:
+        print(f"usage: himl run --model {args.model} [options] [model fields]\n")
+        parser.print_help()
+        print()
+        print(build_parser(cls, f"himl run --model {args.model}").format_help())
+        return 0
+
+    inside = host.detect_run()
+    container = load_container(host, args.model, field_args, config_file=args.config)
+    if inside is not None:  # we are the job: run the model here, as that run
+        run_container(host, container, inside)
+        return 0
+
+    from himl_kernel.fields import non_default_arguments
+
+    entry = Entry("container", args.model, non_default_arguments(container))
+    job = build_job(
+        job_args,
+        host,
+        entry=entry,
+        experiment=args.model,
+        input_datasets=container.get_input_datasets(),
+        output_datasets=container.get_output_datasets(),
+        sweep=container.get_sweep(),
+        tags={"himl.model": args.model, **container.get_tags()},
+    )
+    return exit_code_of(submit_job(job, host, job_args.dry_run))

@@ -1,0 +1,94 @@
+"""What a plugin implements for each hook family.
+
+These are :class:`typing.Protocol` classes: a plugin's objects need the
+methods, not the base class. Each is registered through its
+``himl_register_*`` hook (see :mod:`himl_kernel.hookspecs`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from himl_kernel.datasets import DatasetConfig
+    from himl_kernel.job import JobSpec, Submission
+    from himl_kernel.plugins import PluginHost
+    from himl_kernel.runinfo import RunInfo
+
+DatasetRole = Literal["input", "output"]
+
+
+@runtime_checkable
+class ComputeBackend(Protocol):
+    """Runs a JobSpec somewhere: here, on AzureML, on Singularity..."""
+
+    def submit(self, job: JobSpec, host: PluginHost) -> Submission:
+        """Run or submit ``job``; return what was created and where to follow it."""
+        ...
+
+    def render(self, job: JobSpec, host: PluginHost) -> str:
+        """What ``--dry-run`` prints: the request this backend would make, as text."""
+        ...
+
+
+@runtime_checkable
+class DatasetProvider(Protocol):
+    """Makes a DatasetConfig available as a folder."""
+
+    def prepare(
+        self,
+        dataset: DatasetConfig,
+        *,
+        role: DatasetRole,
+        run: RunInfo | None,
+        cache_dir: Path,
+    ) -> Path | None:
+        """The folder holding (input) or receiving (output) ``dataset``.
+
+        Return ``None`` when this provider does not handle the dataset, so the
+        next provider is asked; raise :class:`~himl_kernel.errors.HimlError`
+        when it does handle it but cannot make it available.
+        """
+        ...
+
+
+@runtime_checkable
+class CheckpointSource(Protocol):
+    """Turns a checkpoint reference into a local file."""
+
+    def resolve(self, reference: str, *, cache_dir: Path, host: PluginHost) -> Path | None:
+        """The local file for ``reference``, or ``None`` when the form is not this source's."""
+        ...
+
+
+@runtime_checkable
+class MetricSink(Protocol):
+    """Where the current run's metrics and parameters go."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None: ...
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LoggerFactory(Protocol):
+    """Builds a MetricSink for a run, or returns None when it does not apply there."""
+
+    def __call__(self, run: RunInfo) -> MetricSink | None: ...
+
+
+@runtime_checkable
+class Command(Protocol):
+    """A ``himl`` subcommand contributed by a plugin (``himl cpath ...``)."""
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        """Add the subcommand's arguments (and sub-subcommands) to ``parser``."""
+        ...
+
+    def run(self, args: argparse.Namespace, host: PluginHost) -> int:
+        """Do the work; return the exit code."""
+        ...

@@ -1,0 +1,214 @@
+"""The hooks a himl plugin can implement.
+
+Every hook is named ``himl_*``. Implement one by writing a module-level
+function (or a method of an object) with the same name and decorating it with
+``himl_kernel.hookimpl``; you may accept fewer arguments than the spec lists.
+Only the kernel calls hooks, through :class:`himl_kernel.plugins.PluginHost`.
+
+Registration hooks (``himl_register_*``) receive a
+:class:`~himl_kernel.registry.Registry`: add named descriptors to it, ideally
+as ``"package.module:attribute"`` import paths, so that nothing heavy is
+imported until a command uses that name. Every implementation of a
+registration hook is called; the others say whether the first non-None result wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from himl_kernel.container import Container
+    from himl_kernel.contracts import CheckpointSource, Command, ComputeBackend, DatasetProvider, LoggerFactory
+    from himl_kernel.doctor import DoctorReport
+    from himl_kernel.job import JobSpec, Submission
+    from himl_kernel.registry import Registry
+    from himl_kernel.runinfo import RunInfo
+
+PROJECT = "himl"
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+# --- compute backends ------------------------------------------------------
+
+
+@hookspec
+def himl_register_compute_backends(registry: Registry[ComputeBackend]) -> None:
+    """Register compute backends by name (``local``, ``azureml``...).
+
+    Args:
+        registry: add each backend with ``registry.add(name, "pkg.mod:Backend",
+            description)``. The target is a class (instantiated with no
+            arguments) or an object with ``submit`` and ``render`` (see
+            :class:`~himl_kernel.contracts.ComputeBackend`). Option
+            ``script_flag="--azureml"`` makes ``submit_if_needed`` choose the
+            backend when that flag is on a script's command line.
+
+    Returns:
+        Nothing; every implementation is called.
+    """
+
+
+@hookspec(firstresult=True)
+def himl_detect_run(environ: Mapping[str, str]) -> RunInfo | None:
+    """Recognise that this process runs inside a job of your backend.
+
+    Args:
+        environ: the process environment (``os.environ``, or a test's dict).
+
+    Returns:
+        The RunInfo of the current run when the environment is your
+        backend's, else None. The first non-None result wins; keep the check
+        cheap and import heavy libraries only once it has matched.
+    """
+
+
+# --- dataset providers -----------------------------------------------------
+
+
+@hookspec
+def himl_register_dataset_providers(registry: Registry[DatasetProvider]) -> None:
+    """Register providers that turn a DatasetConfig into a folder.
+
+    Args:
+        registry: add each provider with ``registry.add(name, target,
+            description, priority=N)``. Providers are asked in priority order
+            (highest first) until one returns a folder (see
+            :class:`~himl_kernel.contracts.DatasetProvider`).
+
+    Returns:
+        Nothing; every implementation is called.
+    """
+
+
+# --- checkpoint sources ------------------------------------------------------
+
+
+@hookspec
+def himl_register_checkpoint_sources(registry: Registry[CheckpointSource]) -> None:
+    """Register sources that turn a checkpoint reference into a local file.
+
+    Args:
+        registry: add each source with ``registry.add(name, target,
+            description, priority=N)``. Sources are asked in priority order
+            (highest first); the first that returns a path wins (see
+            :class:`~himl_kernel.contracts.CheckpointSource`).
+
+    Returns:
+        Nothing; every implementation is called.
+    """
+
+
+# --- containers ------------------------------------------------------------
+
+
+@hookspec
+def himl_register_containers(registry: Registry[type[Container]]) -> None:
+    """Register named experiment configurations (``himl models`` lists them).
+
+    Args:
+        registry: add each container class with ``registry.add(name,
+            "pkg.mod:MyContainer", description)``; the class derives from
+            :class:`himl_kernel.container.Container`.
+
+    Returns:
+        Nothing; every implementation is called.
+    """
+
+
+# --- loggers ---------------------------------------------------------------
+
+
+@hookspec
+def himl_register_loggers(registry: Registry[LoggerFactory]) -> None:
+    """Register metric sinks for the current run.
+
+    Args:
+        registry: add each logger factory with ``registry.add(name, target,
+            description, default=True)``. A factory receives the RunInfo and
+            returns a :class:`~himl_kernel.contracts.MetricSink`, or None when
+            it does not apply there. Loggers with ``default=True`` are active
+            unless the run names its loggers (``HIML_LOGGERS=a,b``).
+
+    Returns:
+        Nothing; every implementation is called.
+    """
+
+
+# --- command line ----------------------------------------------------------
+
+
+@hookspec
+def himl_add_options(parser: argparse._ArgumentGroup, command: str) -> None:
+    """Add options to a job-submitting command (``himl run`` or ``himl submit``).
+
+    Args:
+        parser: the argument group to add options to; prefix option names with
+            your plugin's topic to avoid clashes (``--cluster`` is fine for a
+            compute plugin, not for a dataset one).
+        command: ``"run"`` or ``"submit"``.
+
+    Returns:
+        Nothing; every implementation is called. Read the values back in
+        :func:`himl_configure_job`.
+    """
+
+
+@hookspec
+def himl_configure_job(job: JobSpec, options: argparse.Namespace) -> None:
+    """Amend a JobSpec before it is submitted.
+
+    Args:
+        job: the job as the kernel built it; change it in place (compute
+            target, environment, tags...).
+        options: the parsed command line, including the options your plugin
+            added in :func:`himl_add_options`.
+
+    Returns:
+        Nothing; every implementation is called, in plugin registration order.
+    """
+
+
+@hookspec
+def himl_job_submitted(job: JobSpec, submission: Submission) -> None:
+    """Learn that a job was submitted (or, for the local backend, has run).
+
+    Args:
+        job: the JobSpec the backend received.
+        submission: what the backend reported: run id, URL, status.
+
+    Returns:
+        Nothing; every implementation is called.
+    """
+
+
+@hookspec
+def himl_register_commands(registry: Registry[Command]) -> None:
+    """Add ``himl`` subcommands (``himl cpath tile ...``).
+
+    Args:
+        registry: add each subcommand with ``registry.add(name,
+            "pkg.mod:command_object", help_line)``; the target has
+            ``configure(parser)`` and ``run(args, host)`` (see
+            :class:`~himl_kernel.contracts.Command`). It is loaded only when
+            that subcommand runs.
+
+    Returns:
+        Nothing; every implementation is called.
+    """
+
+
+@hookspec
+def himl_doctor(report: DoctorReport) -> None:
+    """Add checks to ``himl doctor``.
+
+    Args:
+        report: call ``report.ok(topic, detail)``, ``report.missing(topic,
+            detail, fix)`` or ``report.problem(topic, detail, fix)`` for each
+            thing your plugin needs (an SDK, a config file, credentials).
+
+    Returns:
+        Nothing; every implementation is called.
+    """

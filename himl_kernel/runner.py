@@ -1,0 +1,49 @@
+"""Running a container inside a job: activate the run, log its settings, call run()."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from himl_kernel.current import activate, deactivate
+
+if TYPE_CHECKING:
+    from himl_kernel.container import Container
+    from himl_kernel.plugins import PluginHost
+    from himl_kernel.runinfo import RunInfo
+
+
+def flat_params(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``a.b`` keys, the shape MLflow params take."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flat_params(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def run_container(host: PluginHost, container: Container, run_info: RunInfo) -> None:
+    """Run ``container`` as the current run, with its loggers attached."""
+    active = activate(run_info, host)
+    try:
+        params = flat_params(container.model_dump(mode="json"))
+        for sink in active.sinks:
+            sink.log_params(params)
+        container.run(run_info)
+    finally:
+        deactivate(active)
+
+
+def load_container(host: PluginHost, name: str, args: list[str], config_file: Any = None) -> Container:
+    """The container registered as ``name``, with its fields parsed from ``args``."""
+    from himl_kernel.container import Container
+    from himl_kernel.errors import HimlError
+    from himl_kernel.fields import parse_fields
+
+    cls = host.containers.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, Container)):
+        raise HimlError(f"model {name!r} is registered as {cls!r}, which is not a himl_kernel.container.Container class")
+    instance: Container = parse_fields(cls, args, config_file=config_file, prog=f"himl run --model {name}")
+    return instance
