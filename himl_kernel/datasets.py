@@ -61,7 +61,9 @@ class DatasetConfig:
         return data
 
     @classmethod
-    def from_value(cls, value: DatasetConfig | str | Path | dict[str, Any], default_datastore: str = "") -> DatasetConfig:
+    def from_value(
+        cls, value: DatasetConfig | str | Path | dict[str, Any], default_datastore: str = ""
+    ) -> DatasetConfig:
         """Accept what hi-ml accepts: a config, a dataset name, or a dict of fields."""
         if isinstance(value, DatasetConfig):
             if not value.datastore and default_datastore:

@@ -24,7 +24,9 @@ from himl_kernel.errors import HimlError
 def _is_bool(annotation: Any) -> bool:
     if annotation is bool:
         return True
-    return bool(get_origin(annotation) in (typing.Union, types.UnionType) and set(get_args(annotation)) == {bool, type(None)})
+    return bool(
+        get_origin(annotation) in (typing.Union, types.UnionType) and set(get_args(annotation)) == {bool, type(None)}
+    )
 
 
 def _is_plain_string(annotation: Any) -> bool:
@@ -41,12 +43,22 @@ def field_options(model: type[BaseModel]) -> dict[str, str]:
 
 
 def build_parser(model: type[BaseModel], prog: str) -> argparse.ArgumentParser:
-    parser = HimlArgumentParser(prog=prog, add_help=True, description=(model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None)
+    parser = HimlArgumentParser(
+        prog=prog, add_help=True, description=(model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None
+    )
     for name, info in model.model_fields.items():
         default = info.default if not info.is_required() else "(required)"
         help_text = f"{info.description or ''} (default: {default!r})".strip()
         if _is_bool(info.annotation):
-            parser.add_argument(f"--{name}", dest=name, nargs="?", const="true", default=argparse.SUPPRESS, metavar="BOOL", help=help_text)
+            parser.add_argument(
+                f"--{name}",
+                dest=name,
+                nargs="?",
+                const="true",
+                default=argparse.SUPPRESS,
+                metavar="BOOL",
+                help=help_text,
+            )
         else:
             parser.add_argument(f"--{name}", dest=name, default=argparse.SUPPRESS, metavar=name.upper(), help=help_text)
     return parser
@@ -88,7 +100,9 @@ def load_config_file(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise HimlError(f"config file {str(path)!r} must hold a mapping of field names to values, got {type(data).__name__}")
+        raise HimlError(
+            f"config file {str(path)!r} must hold a mapping of field names to values, got {type(data).__name__}"
+        )
     return data
 
 
@@ -117,7 +131,9 @@ def parse_fields(
         try:
             model.model_validate(values)
         except ValidationError as exc:
-            raise HimlError(validation_message(model, exc, f"config file {str(config_file)!r} for {model.__name__}")) from None
+            raise HimlError(
+                validation_message(model, exc, f"config file {str(config_file)!r} for {model.__name__}")
+            ) from None
     parser = build_parser(model, prog)
     namespace = parser.parse_args(argv)
     for name, raw in vars(namespace).items():

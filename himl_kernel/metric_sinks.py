@@ -43,9 +43,7 @@ class TensorBoardSink:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise HimlError(
-                "logger 'tensorboard' needs torch and tensorboard: pip install torch tensorboard"
-            ) from None
+            raise HimlError("logger 'tensorboard' needs torch and tensorboard: pip install torch tensorboard") from None
         self.writer = SummaryWriter(log_dir=str(run.logs_folder))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

@@ -14,11 +14,12 @@ everything else carries on. ``HIML_DISABLE_PLUGINS=a,b`` skips plugins by name;
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import pluggy
@@ -54,7 +55,8 @@ Status = Literal["ok", "broken", "disabled"]
 class EntryPointLike(Protocol):
     """What discovery needs of an entry point (``importlib.metadata.EntryPoint``)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def value(self) -> str: ...
@@ -132,7 +134,7 @@ class PluginHost:
     def _collect(self, hook_name: str, registry: Registry[Any]) -> Registry[Any]:
         """Call one registration hook plugin by plugin, guarding each."""
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in caller.get_hookimpls():  # registration order: an earlier plugin keeps a name
             registry.set_current_plugin(impl.plugin_name)
             self._log(f"{hook_name} <- plugin {impl.plugin_name}")
             try:
@@ -192,6 +194,10 @@ class PluginHost:
 
     def doctor(self, report: DoctorReport) -> None:
         self.pm.hook.himl_doctor(report=report)
+
+
+def _identity(obj: object) -> object:
+    return obj
 
 
 def _env_list(value: str | None) -> set[str]:
@@ -278,7 +284,7 @@ def build_host(
         from himl_kernel import __version__
 
         for name, module in BUILTIN_PLUGINS.items():
-            register(name, lambda m=module: __import__(m, fromlist=["_"]), "himl", __version__, module)
+            register(name, partial(importlib.import_module, module), "himl", __version__, module)
 
     if autoload or entry_points is not None:
         for ep in entry_points if entry_points is not None else discover_entry_points():
@@ -286,7 +292,7 @@ def build_host(
             register(ep.name, ep.load, dist, version, ep.value)
 
     for name, obj in (extra_plugins or {}).items():
-        register(name, lambda o=obj: o, "(registered in code)", "", repr(obj))
+        register(name, partial(_identity, obj), "(registered in code)", "", repr(obj))
 
     host = PluginHost(pm, plugins, trace=trace)
     if trace:

@@ -44,6 +44,8 @@ def load_container(host: PluginHost, name: str, args: list[str], config_file: An
 
     cls = host.containers.get(name)
     if not (isinstance(cls, type) and issubclass(cls, Container)):
-        raise HimlError(f"model {name!r} is registered as {cls!r}, which is not a himl_kernel.container.Container class")
+        raise HimlError(
+            f"model {name!r} is registered as {cls!r}, which is not a himl_kernel.container.Container class"
+        )
     instance: Container = parse_fields(cls, args, config_file=config_file, prog=f"himl run --model {name}")
     return instance

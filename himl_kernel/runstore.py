@@ -287,7 +287,9 @@ class RunStore:
 
         try:
             local = download_artifacts(
-                run_id=run.run_id, artifact_path=path.strip("/") or None, dst_path=str(dest),
+                run_id=run.run_id,
+                artifact_path=path.strip("/") or None,
+                dst_path=str(dest),
                 tracking_uri=self.tracking_uri,
             )
         except Exception as exc:

@@ -108,7 +108,7 @@ class Sweep:
         """The parameter values of every trial, in a stable order."""
         names = list(self.parameters)
         if self.sampling == "grid":
-            combos = [dict(zip(names, values)) for values in itertools.product(*self.parameters.values())]
+            combos = [dict(zip(names, values, strict=True)) for values in itertools.product(*self.parameters.values())]
             return combos[: self.max_trials] if self.max_trials else combos
         rng = random.Random(self.seed)
         assert self.max_trials is not None
@@ -122,9 +122,7 @@ class Sweep:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "parameters": {
-                k: (v.to_dict() if isinstance(v, Uniform) else list(v)) for k, v in self.parameters.items()
-            },
+            "parameters": {k: (v.to_dict() if isinstance(v, Uniform) else list(v)) for k, v in self.parameters.items()},
             "sampling": self.sampling,
             "primary_metric": self.primary_metric,
             "goal": self.goal,

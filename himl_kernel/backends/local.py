@@ -10,6 +10,7 @@ is shown here and kept in ``logs/stdout.txt``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -287,10 +288,8 @@ class LocalBackend:
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def output_folder_of(run_id: str, store: RunStore | None = None) -> Path:

@@ -66,7 +66,9 @@ def configure_models(parser: argparse.ArgumentParser) -> None:
 def run_models(args: argparse.Namespace, host: PluginHost) -> int:
     entries = sorted(host.containers, key=lambda e: e.name)
     if args.json:
-        print(json.dumps([{"name": e.name, "plugin": e.plugin, "description": e.description} for e in entries], indent=2))
+        print(
+            json.dumps([{"name": e.name, "plugin": e.plugin, "description": e.description} for e in entries], indent=2)
+        )
         return 0
     width = max((len(e.name) for e in entries), default=4)
     for entry in entries:

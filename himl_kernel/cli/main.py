@@ -31,11 +31,15 @@ class CoreCommand:
 
 CORE_COMMANDS: dict[str, CoreCommand] = {
     "run": CoreCommand("run a model (container) on a compute backend", "himl_kernel.cli.run_cmd"),
-    "submit": CoreCommand("run a script on a compute backend: himl submit SCRIPT -- ARGS", "himl_kernel.cli.submit_cmd"),
+    "submit": CoreCommand(
+        "run a script on a compute backend: himl submit SCRIPT -- ARGS", "himl_kernel.cli.submit_cmd"
+    ),
     "plugins": CoreCommand("list installed plugins and what each contributes", "himl_kernel.cli.info_cmd"),
     "models": CoreCommand("list the models (containers) that `himl run --model` accepts", "himl_kernel.cli.info_cmd"),
     "runs": CoreCommand("list, show, download and aggregate runs in the run store", "himl_kernel.cli.runs_cmd"),
-    "doctor": CoreCommand("check what is installed and configured, and how to fix what is missing", "himl_kernel.cli.doctor_cmd"),
+    "doctor": CoreCommand(
+        "check what is installed and configured, and how to fix what is missing", "himl_kernel.cli.doctor_cmd"
+    ),
 }
 
 

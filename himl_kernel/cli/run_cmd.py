@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 def configure_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=False, default="", help="the model (container) to run; see `himl models`")
-    parser.add_argument("--config", type=Path, default=None, help="YAML file of the model's fields (overridden by options)")
+    parser.add_argument(
+        "--config", type=Path, default=None, help="YAML file of the model's fields (overridden by options)"
+    )
     parser.set_defaults(extra_args=[])
     parser.epilog = "The model's own fields are options too: `himl run --model NAME --help` lists them."
 

@@ -18,12 +18,27 @@ def configure_submit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("script", help="the script (or, with --module, the module) to run")
     parser.add_argument("script_args", nargs="*", metavar="ARGS", help="the script's own arguments, after --")
     parser.add_argument("--module", action="store_true", help="SCRIPT is a module name, run as python -m")
-    parser.add_argument("--input-dataset", action="append", default=[], metavar="NAME_OR_FOLDER",
-                        help="an input dataset: a local folder, or a dataset name (repeatable)")
-    parser.add_argument("--output-dataset", action="append", default=[], metavar="NAME_OR_FOLDER",
-                        help="an output dataset: a local folder, or a dataset name (repeatable)")
-    parser.add_argument("--sweep", action="append", default=[], metavar="NAME=V1,V2",
-                        help="sweep a parameter over values, passed to the script as --NAME V (repeatable: a grid)")
+    parser.add_argument(
+        "--input-dataset",
+        action="append",
+        default=[],
+        metavar="NAME_OR_FOLDER",
+        help="an input dataset: a local folder, or a dataset name (repeatable)",
+    )
+    parser.add_argument(
+        "--output-dataset",
+        action="append",
+        default=[],
+        metavar="NAME_OR_FOLDER",
+        help="an output dataset: a local folder, or a dataset name (repeatable)",
+    )
+    parser.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="sweep a parameter over values, passed to the script as --NAME V (repeatable: a grid)",
+    )
     add_job_options(parser, build_host(), "submit")
 
 
