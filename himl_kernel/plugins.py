@@ -17,7 +17,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -101,6 +101,7 @@ class PluginHost:
         self.pm = pm
         self.plugins = plugins
         self.trace = trace
+        self._registries: list[Registry[Any]] = []
 
     # -- plugin bookkeeping ------------------------------------------------
     @property
@@ -122,6 +123,8 @@ class PluginHost:
             return
         info.status = "broken"
         info.reason = reason
+        for registry in self._registries:
+            registry.remove_plugin(name)  # what it registered before failing goes too
         plugin_obj = self.pm.get_plugin(name)
         if plugin_obj is not None:
             self.pm.unregister(plugin_obj)
@@ -133,6 +136,7 @@ class PluginHost:
 
     def _collect(self, hook_name: str, registry: Registry[Any]) -> Registry[Any]:
         """Call one registration hook plugin by plugin, guarding each."""
+        self._registries.append(registry)
         caller = getattr(self.pm.hook, hook_name)
         for impl in caller.get_hookimpls():  # registration order: an earlier plugin keeps a name
             registry.set_current_plugin(impl.plugin_name)
@@ -180,7 +184,8 @@ class PluginHost:
 
     # -- other hooks -----------------------------------------------------------
     def detect_run(self, environ: Mapping[str, str] | None = None) -> RunInfo | None:
-        result: RunInfo | None = self.pm.hook.himl_detect_run(environ=os.environ if environ is None else environ)
+        view = _EnvironView(os.environ if environ is None else environ)
+        result: RunInfo | None = self.pm.hook.himl_detect_run(environ=view)
         return result
 
     def add_options(self, group: argparse._ArgumentGroup, command: str) -> None:
@@ -194,6 +199,30 @@ class PluginHost:
 
     def doctor(self, report: DoctorReport) -> None:
         self.pm.hook.himl_doctor(report=report)
+
+
+class _EnvironView(Mapping[str, str]):
+    """The environment, read-only, with a repr that hook tracing may print safely (no values)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def __getitem__(self, key: str) -> str:
+        return self._environ[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._environ)
+
+    def __len__(self) -> int:
+        return len(self._environ)
+
+    def __repr__(self) -> str:
+        return f"<environment: {len(self._environ)} variables>"
+
+
+def _trace_writer(message: str) -> None:
+    for line in message.rstrip("\n").splitlines():
+        sys.stderr.write(f"himl trace: {line}\n")
 
 
 def _identity(obj: object) -> object:
@@ -260,7 +289,9 @@ def build_host(
             return
         if pm.get_plugin(name) is not None or pm.is_blocked(name):
             info.status = "broken"
-            info.reason = "another plugin already uses this name"
+            holder = next((p for p in plugins[:-1] if p.name == name), None)
+            held_by = f" ({holder.distribution} {holder.version})".replace(" )", ")") if holder else ""
+            info.reason = f"another plugin{held_by} already uses this name"
             print(f"himl: warning: {info.describe()}", file=sys.stderr)
             return
         try:
@@ -292,10 +323,10 @@ def build_host(
             register(ep.name, ep.load, dist, version, ep.value)
 
     for name, obj in (extra_plugins or {}).items():
-        register(name, partial(_identity, obj), "(registered in code)", "", repr(obj))
+        register(name, partial(_identity, obj), "registered in code", "", repr(obj))
 
     host = PluginHost(pm, plugins, trace=trace)
     if trace:
-        pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"himl trace: {msg}"))
+        pm.trace.root.setwriter(_trace_writer)
         pm.enable_tracing()
     return host

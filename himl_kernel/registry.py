@@ -117,6 +117,11 @@ class Registry(Generic[T]):
     def set_current_plugin(self, plugin_name: str) -> None:
         self._current_plugin = plugin_name
 
+    def remove_plugin(self, plugin_name: str) -> None:
+        """Forget every entry a plugin registered (it turned out to be broken)."""
+        for name in [n for n, e in self._entries.items() if e.plugin == plugin_name]:
+            del self._entries[name]
+
     def add_note(self, note: str) -> None:
         """A line appended to unknown-name errors (e.g. a broken plugin)."""
         self._notes.append(note)

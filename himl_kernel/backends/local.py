@@ -208,13 +208,15 @@ class LocalBackend:
         from himl_kernel.errors import HimlError
         from himl_kernel.runner import load_container, run_container
 
-        container = load_container(host, job.entry.target, job.entry.args + plan.args)
         saved_env = {k: os.environ.get(k) for k in job.env_vars}
         os.environ.update(job.env_vars)
         try:
+            container = load_container(host, job.entry.target, job.entry.args + plan.args)
             run_container(host, container, plan.info)
-        except HimlError:
-            raise
+        except HimlError as exc:  # one line, as on the command line; the other trials go on
+            (plan.info.logs_folder / "error.txt").write_text(f"{exc}\n", encoding="utf-8")
+            print(f"himl: error: run {plan.info.run_id}: {exc}", file=sys.stderr)
+            return exc.exit_code
         except Exception:
             text = traceback.format_exc()
             (plan.info.logs_folder / "error.txt").write_text(text, encoding="utf-8")

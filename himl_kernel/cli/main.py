@@ -37,6 +37,9 @@ CORE_COMMANDS: dict[str, CoreCommand] = {
     "plugins": CoreCommand("list installed plugins and what each contributes", "himl_kernel.cli.info_cmd"),
     "models": CoreCommand("list the models (containers) that `himl run --model` accepts", "himl_kernel.cli.info_cmd"),
     "runs": CoreCommand("list, show, download and aggregate runs in the run store", "himl_kernel.cli.runs_cmd"),
+    "checkpoint": CoreCommand(
+        "resolve a checkpoint reference (path, URL, RUN_ID:path) to a local file", "himl_kernel.cli.checkpoint_cmd"
+    ),
     "doctor": CoreCommand(
         "check what is installed and configured, and how to fix what is missing", "himl_kernel.cli.doctor_cmd"
     ),
@@ -129,9 +132,19 @@ def _dispatch(verbose: bool, command: str | None, before: list[str], rest: list[
     parser = HimlArgumentParser(prog=f"himl {command}", description=help_line, add_help=add_help)
     parser.add_argument("-v", "--verbose", action="store_true", help=argparse.SUPPRESS)
     configure(parser)
+    # Everything after ``--`` belongs to the job (``himl submit script.py -- ARGS``);
+    # a command that takes it sets ``passthrough`` as a default.
+    tail: list[str] = []
+    if "--" in rest:
+        cut = rest.index("--")
+        rest, tail = rest[:cut], rest[cut + 1 :]
     # A command that takes free-form arguments (``himl run``: the model's own
     # fields) sets ``extra_args`` as a default and receives what is left.
     namespace, extra = parser.parse_known_args(rest)
+    if hasattr(namespace, "passthrough"):
+        namespace.passthrough = tail
+    elif tail:
+        parser.error(f"takes no arguments after --, got: {' '.join(tail)}")
     if hasattr(namespace, "extra_args"):
         namespace.extra_args = extra
     elif extra:

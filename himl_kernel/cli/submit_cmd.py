@@ -16,7 +16,8 @@ def configure_submit(parser: argparse.ArgumentParser) -> None:
     from himl_kernel.plugins import build_host
 
     parser.add_argument("script", help="the script (or, with --module, the module) to run")
-    parser.add_argument("script_args", nargs="*", metavar="ARGS", help="the script's own arguments, after --")
+    parser.set_defaults(passthrough=[])
+    parser.epilog = "The script's own arguments come after --: himl submit train.py -- --epochs 3"
     parser.add_argument("--module", action="store_true", help="SCRIPT is a module name, run as python -m")
     parser.add_argument(
         "--input-dataset",
@@ -58,7 +59,7 @@ def run_submit(args: argparse.Namespace, host: PluginHost) -> int:
 
     root = (args.snapshot_root or Path.cwd()).resolve()
     if args.module:
-        entry = Entry("module", args.script, args.script_args)
+        entry = Entry("module", args.script, args.passthrough)
         experiment = args.script.rsplit(".", 1)[-1]
     else:
         script = Path(args.script)
@@ -69,7 +70,7 @@ def run_submit(args: argparse.Namespace, host: PluginHost) -> int:
             target = str(resolved.relative_to(root))
         except ValueError:
             target = str(resolved)
-        entry = Entry("script", target, args.script_args)
+        entry = Entry("script", target, args.passthrough)
         experiment = resolved.stem
     sweep = None
     if args.sweep:

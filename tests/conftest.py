@@ -1,0 +1,60 @@
+"""Shared test setup: no test may see the developer's own runs or a job's identity."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+HIML = str(Path(sys.executable).with_name("himl"))
+
+_JOB_VARIABLES = (
+    "HIML_RUN_ID",
+    "HIML_BACKEND",
+    "HIML_PARENT_RUN_ID",
+    "HIML_OUTPUT_FOLDER",
+    "HIML_LOGS_FOLDER",
+    "HIML_INPUT_DATASETS",
+    "HIML_OUTPUT_DATASETS",
+    "HIML_IS_REMOTE",
+    "HIML_DISABLE_PLUGINS",
+    "HIML_PLUGIN_AUTOLOAD",
+    "HIML_LOGGERS",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_TRACKING_URI",
+)
+
+
+@pytest.fixture(autouse=True)
+def _not_inside_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _JOB_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def himl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private run store and cache, with the current folder in tmp_path."""
+    home = tmp_path / "himl_home"
+    monkeypatch.setenv("HIML_HOME", str(home))
+    monkeypatch.setenv("HIML_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    yield home
+
+
+def run_himl(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The ``himl`` command in a subprocess, with the test's environment."""
+    full_env = {k: v for k, v in os.environ.items() if k not in _JOB_VARIABLES}
+    full_env.update(env or {})
+    return subprocess.run([HIML, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The lines of stderr that are himl's own errors (not warnings or tool noise)."""
+    return [line for line in stderr.splitlines() if line.startswith("himl: error:")]

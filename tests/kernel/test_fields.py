@@ -1,0 +1,109 @@
+"""A container's fields as options and YAML config keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from pydantic import Field
+
+from himl_kernel.container import Container, CrossValidation
+from himl_kernel.errors import HimlError
+from himl_kernel.fields import non_default_arguments, parse_fields
+
+
+class Example(CrossValidation, Container):
+    """An example with one field of each kind."""
+
+    lr: float = Field(1e-3, description="learning rate")
+    epochs: int = 3
+    name: str = "x"
+    pretrained: bool = False
+    sizes: list[int] = Field(default_factory=lambda: [32])
+    optimizer: Literal["adam", "sgd"] = "adam"
+    checkpoint: Path | None = None
+    limit: int | None = None
+
+
+def test_options_are_converted_to_field_types() -> None:
+    model = parse_fields(
+        Example,
+        ["--lr", "1e-2", "--epochs", "5", "--pretrained", "--sizes", "[8, 16]", "--optimizer", "sgd",
+         "--checkpoint", "a/b.ckpt", "--limit", "none", "--name", "123"],
+    )  # fmt: skip
+    assert model.lr == 0.01 and model.epochs == 5 and model.pretrained is True
+    assert model.sizes == [8, 16] and model.optimizer == "sgd"
+    assert model.checkpoint == Path("a/b.ckpt") and model.limit is None and model.name == "123"
+
+
+def test_boolean_takes_an_explicit_value_too() -> None:
+    assert parse_fields(Example, ["--pretrained", "false"]).pretrained is False
+
+
+def test_config_file_gives_defaults_that_options_override(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("lr: 0.5\nepochs: 9\nsizes: [1, 2]\n")
+    model = parse_fields(Example, ["--epochs", "2"], config_file=config)
+    assert (model.lr, model.epochs, model.sizes) == (0.5, 2, [1, 2])
+
+
+def test_unknown_field_in_config_file_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("lr: 0.5\nlearning_rat: 3\n")
+    with pytest.raises(HimlError) as info:
+        parse_fields(Example, [], config_file=config)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "unknown field 'learning_rat'" in message and str(config) in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("- a\n- b\n", "must hold a mapping"),
+        ("lr: [unclosed\n", "not valid YAML at line"),
+    ],
+)
+def test_malformed_config_files(tmp_path: Path, text: str, expected: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(HimlError, match=expected):
+        parse_fields(Example, [], config_file=config)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(HimlError, match="does not exist"):
+        parse_fields(Example, [], config_file=tmp_path / "none.yaml")
+
+
+def test_bad_values_name_the_field_and_what_was_given() -> None:
+    with pytest.raises(HimlError, match=r"epochs: .*integer.*\(got 'three'\)"):
+        parse_fields(Example, ["--epochs", "three"])
+    with pytest.raises(HimlError, match="optimizer"):
+        parse_fields(Example, ["--optimizer", "adagrad"])
+
+
+def test_unknown_option_is_one_line() -> None:
+    with pytest.raises(HimlError, match="unrecognized arguments: --learning_rate 3"):
+        parse_fields(Example, ["--learning_rate", "3"])
+
+
+def test_crossval_index_must_be_below_count() -> None:
+    with pytest.raises(HimlError, match="crossval_index must be below crossval_count"):
+        parse_fields(Example, ["--crossval_count", "3", "--crossval_index", "3"])
+
+
+def test_crossvalidation_parent_expands_into_a_sweep() -> None:
+    parent = parse_fields(Example, ["--crossval_count", "3"])
+    sweep = parent.get_sweep()
+    assert sweep is not None and sweep.trials() == [{"crossval_index": i} for i in range(3)]
+    child = parse_fields(Example, ["--crossval_count", "3", "--crossval_index", "1"])
+    assert child.get_sweep() is None
+
+
+def test_non_default_arguments_rebuild_the_same_container() -> None:
+    original = parse_fields(Example, ["--lr", "0.25", "--sizes", "[4]", "--pretrained", "--checkpoint", "x.ckpt"])
+    args = non_default_arguments(original)
+    assert "--epochs" not in args
+    assert parse_fields(Example, args) == original
