@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from himl_kernel.plugins import PluginHost
 
 
-def configure_checkpoint(parser: argparse.ArgumentParser) -> None:
+def configure_checkpoint(parser: argparse.ArgumentParser, host: PluginHost) -> None:
     parser.add_argument("reference", help="a file path, an http(s) URL, or RUN_ID:path/in/outputs")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where downloads are kept")
 

@@ -19,7 +19,7 @@ _FAMILIES = (
 )
 
 
-def configure_plugins(parser: argparse.ArgumentParser) -> None:
+def configure_plugins(parser: argparse.ArgumentParser, host: PluginHost) -> None:
     parser.add_argument("--json", action="store_true", help="print as JSON")
 
 
@@ -59,7 +59,7 @@ def run_plugins(args: argparse.Namespace, host: PluginHost) -> int:
     return 0
 
 
-def configure_models(parser: argparse.ArgumentParser) -> None:
+def configure_models(parser: argparse.ArgumentParser, host: PluginHost) -> None:
     parser.add_argument("--json", action="store_true", help="print as JSON")
 
 

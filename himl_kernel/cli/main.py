@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from himl_kernel import __version__
@@ -111,7 +112,7 @@ def _dispatch(verbose: bool, command: str | None, before: list[str], rest: list[
         import importlib
 
         module = importlib.import_module(CORE_COMMANDS[command].module)
-        configure = getattr(module, f"configure_{command}")
+        configure = partial(getattr(module, f"configure_{command}"), host=host)
         runner = getattr(module, f"run_{command}")
         help_line = CORE_COMMANDS[command].help
         add_help = command not in ("run",)  # `himl run --model X --help` shows the model's fields

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from himl_kernel.plugins import PluginHost
 
 
-def configure_run(parser: argparse.ArgumentParser) -> None:
+def configure_run(parser: argparse.ArgumentParser, host: PluginHost) -> None:
     parser.add_argument("--model", required=False, default="", help="the model (container) to run; see `himl models`")
     parser.add_argument(
         "--config", type=Path, default=None, help="YAML file of the model's fields (overridden by options)"

@@ -12,9 +12,7 @@ if TYPE_CHECKING:
     from himl_kernel.plugins import PluginHost
 
 
-def configure_submit(parser: argparse.ArgumentParser) -> None:
-    from himl_kernel.plugins import build_host
-
+def configure_submit(parser: argparse.ArgumentParser, host: PluginHost) -> None:
     parser.add_argument("script", help="the script (or, with --module, the module) to run")
     parser.set_defaults(passthrough=[])
     parser.epilog = "The script's own arguments come after --: himl submit train.py -- --epochs 3"
@@ -40,7 +38,7 @@ def configure_submit(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=V1,V2",
         help="sweep a parameter over values, passed to the script as --NAME V (repeatable: a grid)",
     )
-    add_job_options(parser, build_host(), "submit")
+    add_job_options(parser, host, "submit")
 
 
 def _dataset(value: str) -> object:

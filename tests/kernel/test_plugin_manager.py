@@ -237,7 +237,7 @@ def test_second_plugin_with_a_taken_plugin_name_is_broken(capsys: pytest.Capture
     assert "First" in host.containers
     assert "Second" not in host.containers
     assert warning_lines(capsys.readouterr().err) == [
-        "himl: warning: plugin 'same' (himl-second 2) is broken: another plugin already uses this name"
+        "himl: warning: plugin 'same' (himl-second 2) is broken: another plugin (himl-first 1) already uses this name"
     ]
 
 
