@@ -11,9 +11,12 @@ is shown here and kept in ``logs/stdout.txt``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 from himl_kernel.dataset_prep import prepare_datasets
 from himl_kernel.job import Submission
 from himl_kernel.runinfo import RunInfo
-from himl_kernel.runstore import RunStore
+from himl_kernel.runstore import RunStore, StoredRun
 from himl_kernel.sweep import trial_arguments
 
 if TYPE_CHECKING:
@@ -109,16 +112,18 @@ class LocalBackend:
             "himl.command": shlex.join(job.entry.command()[1:]),
         }
         name = job.display_name or job.entry.target
+        resume = bool(job.compute.options.get("resume", True))
+        job_key = _resume_key(job.experiment, job.entry.kind, job.entry.target, job.entry.args)
         parent_id = ""
         if job.sweep is not None:
-            import json
-
-            parent = store.create_run(
-                job.experiment,
-                name,
-                tags={**base_tags, "himl.sweep": json.dumps(job.sweep.to_dict())},
-                params={"sweep_trials": len(job.sweep.trials())},
-            )
+            parent = self._resumable(job.experiment, job_key) if resume else None
+            if parent is None:
+                parent = store.create_run(
+                    job.experiment,
+                    name,
+                    tags={**base_tags, **_owner_tags(job_key), "himl.sweep": json.dumps(job.sweep.to_dict())},
+                    params={"sweep_trials": len(job.sweep.trials())},
+                )
             parent_id = parent.run_id
             self._say(f"sweep {parent_id} in experiment {job.experiment!r}: {len(job.sweep.trials())} trials")
 
@@ -126,13 +131,16 @@ class LocalBackend:
         trials: list[dict[str, Any] | None] = list(job.sweep.trials()) if job.sweep else [None]
         for index, trial in enumerate(trials):
             run_name = f"{name} #{index}" if trial is not None else name
-            stored = store.create_run(
-                job.experiment,
-                run_name,
-                parent_run_id=parent_id,
-                tags={**base_tags, **({"himl.trial": str(index)} if trial is not None else {})},
-                params=trial or None,
-            )
+            key = _resume_key(job_key, index, trial) if trial is not None else job_key
+            stored = self._resumable(job.experiment, key, finished_too=bool(parent_id)) if resume else None
+            if stored is None:
+                stored = store.create_run(
+                    job.experiment,
+                    run_name,
+                    parent_run_id=parent_id,
+                    tags={**base_tags, **_owner_tags(key), **({"himl.trial": str(index)} if trial is not None else {})},
+                    params=trial or None,
+                )
             out_dir, logs_dir = store.folders(stored)
             info = RunInfo(
                 run_id=stored.run_id,
@@ -145,16 +153,21 @@ class LocalBackend:
                 is_remote=False,
                 tracking_uri=store.tracking_uri,
             )
-            planned.append(_Planned(index, trial, info, trial_arguments(trial) if trial else []))
+            plan = _Planned(index, trial, info, trial_arguments(trial) if trial else [])
+            if stored.status == "FINISHED":  # a resumed sweep keeps the trials that had finished
+                plan.status = "FINISHED"
+            planned.append(plan)
 
         try:
             if self._parallel(job):
                 assert job.sweep is not None
+                todo = [p for p in planned if p.status == "RUNNING"]
                 with ThreadPoolExecutor(max_workers=job.sweep.max_parallel) as pool:
-                    list(pool.map(lambda p: self._execute(job, host, p, prefix=f"[{p.index}] "), planned))
+                    list(pool.map(lambda p: self._execute(job, host, p, prefix=f"[{p.index}] "), todo))
             else:
                 for plan in planned:
-                    self._execute(job, host, plan, prefix="")
+                    if plan.status == "RUNNING":
+                        self._execute(job, host, plan, prefix="")
         except KeyboardInterrupt:
             for plan in planned:
                 if plan.status == "RUNNING":
@@ -182,6 +195,29 @@ class LocalBackend:
             exit_code=exit_code,
         )
 
+    def _resumable(self, experiment: str, key: str, finished_too: bool = False) -> StoredRun | None:
+        """A run of this same job whose process died (killed, machine restarted), to carry on with.
+
+        Low-priority machines get preempted; rerunning the same command then
+        continues the same run, in the same outputs folder, where a training
+        loop finds its recovery checkpoints.
+        """
+        store = self.store
+        if store.client.get_experiment_by_name(experiment) is None:
+            return None
+        wanted = ("RUNNING", "FINISHED") if finished_too else ("RUNNING",)
+        candidates = store.list_runs(experiment, max_results=20, filter_string=f"tags.`{RESUME_TAG}` = '{key}'")
+        for run in candidates:
+            if run.status not in wanted:
+                continue
+            if run.status == "FINISHED":
+                return run
+            if run.tags.get(HOST_TAG) == socket.gethostname() and not _alive(int(run.tags.get(PID_TAG, "0") or 0)):
+                store.set_tags(run.run_id, {PID_TAG: str(os.getpid())})
+                self._say(f"resuming interrupted run {run.run_id} (its process {run.tags.get(PID_TAG)} is gone)")
+                return run
+        return None
+
     # -- one run -----------------------------------------------------------------
     def _execute(self, job: JobSpec, host: PluginHost, plan: _Planned, prefix: str) -> None:
         info = plan.info
@@ -208,8 +244,11 @@ class LocalBackend:
         from himl_kernel.errors import HimlError
         from himl_kernel.runner import load_container, run_container
 
-        saved_env = {k: os.environ.get(k) for k in job.env_vars}
-        os.environ.update(job.env_vars)
+        # The run's identity goes into the environment too, so that processes the
+        # model starts (Lightning's DDP workers re-run this command) join this run.
+        run_env = {**job.env_vars, **plan.info.to_environ()}
+        saved_env = {k: os.environ.get(k) for k in run_env}
+        os.environ.update(run_env)
         try:
             container = load_container(host, job.entry.target, job.entry.args + plan.args)
             run_container(host, container, plan.info)
@@ -250,6 +289,7 @@ class LocalBackend:
                 text=True,
                 errors="replace",
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
             timer: threading.Timer | None = None
             timed_out = threading.Event()
@@ -287,6 +327,43 @@ class LocalBackend:
             )
             return 124
         return code
+
+
+RESUME_TAG = "himl.resume_key"
+PID_TAG = "himl.pid"
+HOST_TAG = "himl.host"
+
+
+def _resume_key(*parts: Any) -> str:
+    """A stable digest of what makes two submissions the same job."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _owner_tags(key: str) -> dict[str, str]:
+    return {RESUME_TAG: key, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, be killed when the launching himl process dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ from himl_kernel import hookimpl
 
 if TYPE_CHECKING:
     from himl_kernel.contracts import ComputeBackend
+    from himl_kernel.job import JobSpec
     from himl_kernel.registry import Registry
     from himl_kernel.runinfo import RunInfo
 
@@ -29,3 +31,18 @@ def himl_detect_run(environ: Mapping[str, str]) -> RunInfo | None:
     from himl_kernel.runinfo import RunInfo
 
     return RunInfo.from_environ(environ)
+
+
+@hookimpl
+def himl_add_options(parser: argparse._ArgumentGroup, command: str) -> None:
+    parser.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="local backend: start a new run even when the same job was interrupted (default: carry on with it)",
+    )
+
+
+@hookimpl
+def himl_configure_job(job: JobSpec, options: argparse.Namespace) -> None:
+    if job.compute.backend == "local":
+        job.compute.options["resume"] = not getattr(options, "no_resume", False)
