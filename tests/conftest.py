@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 HIML = str(Path(sys.executable).with_name("himl"))
 
-_JOB_VARIABLES = (
+JOB_VARIABLES = (
     "HIML_RUN_ID",
     "HIML_BACKEND",
     "HIML_PARENT_RUN_ID",
@@ -32,7 +32,7 @@ _JOB_VARIABLES = (
 
 @pytest.fixture(autouse=True)
 def _not_inside_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in _JOB_VARIABLES:
+    for name in JOB_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -50,7 +50,7 @@ def run_himl(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """The ``himl`` command in a subprocess, with the test's environment."""
-    full_env = {k: v for k, v in os.environ.items() if k not in _JOB_VARIABLES}
+    full_env = {k: v for k, v in os.environ.items() if k not in JOB_VARIABLES}
     full_env.update(env or {})
     return subprocess.run([HIML, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from himl_kernel.runstore import RunStore
 
-from ..conftest import HIML, _JOB_VARIABLES
+from ..conftest import HIML, JOB_VARIABLES
 
 SCRIPT = """
 import os, sys, time
@@ -30,7 +30,7 @@ if os.path.exists(flag):
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _JOB_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in JOB_VARIABLES}
     env["HIML_HOME"] = str(home)
     return env
 
