@@ -198,7 +198,17 @@ class PluginHost:
         self.pm.hook.himl_job_submitted(job=job, submission=submission)
 
     def doctor(self, report: DoctorReport) -> None:
-        self.pm.hook.himl_doctor(report=report)
+        """Each plugin's checks; one that raises becomes a problem row named after its plugin."""
+        for impl in self.pm.hook.himl_doctor.get_hookimpls():
+            self._log(f"himl_doctor <- plugin {impl.plugin_name}")
+            try:
+                impl.function(report=report)
+            except Exception as exc:
+                report.problem(
+                    f"plugin {impl.plugin_name} checks",
+                    f"its himl_doctor hook raised {_one_line(exc)}",
+                    f"HIML_DISABLE_PLUGINS={impl.plugin_name} skips the plugin; `himl --verbose doctor` traces it",
+                )
 
 
 class _EnvironView(Mapping[str, str]):

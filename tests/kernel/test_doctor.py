@@ -185,7 +185,8 @@ def test_a_plugin_check_that_raises_becomes_a_problem_row() -> None:
     host = build_host(autoload=False, extra_plugins={"raising": _RaisingCheck()}, environ={})
     code, rows = _rows(host)
     assert code == 1
-    assert "KeyError" in rows["plugin checks"]["detail"]
+    assert "KeyError" in rows["plugin raising checks"]["detail"]
+    assert "HIML_DISABLE_PLUGINS=raising" in rows["plugin raising checks"]["fix"]
     assert rows["python"]["status"] == "ok"  # the kernel's own rows are still there
 
 
