@@ -1,0 +1,32 @@
+"""himl-azure-v2: AzureML jobs, sweeps, datasets, checkpoints, logging and datastore transfer.
+
+The public functions are imported on first use, so ``import himl_azure_v2``
+stays light::
+
+    from himl_azure_v2 import submit_to_azure_if_needed, upload_to_datastore, download_from_datastore
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from himl_azure_v2.himl_compat import AzureRunInfo, submit_to_azure_if_needed
+    from himl_azure_v2.transfer import download_from_datastore, upload_to_datastore
+
+__all__ = ["AzureRunInfo", "download_from_datastore", "submit_to_azure_if_needed", "upload_to_datastore"]
+
+_WHERE = {
+    "AzureRunInfo": "himl_azure_v2.himl_compat",
+    "submit_to_azure_if_needed": "himl_azure_v2.himl_compat",
+    "download_from_datastore": "himl_azure_v2.transfer",
+    "upload_to_datastore": "himl_azure_v2.transfer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'himl_azure_v2' has no attribute {name!r}")

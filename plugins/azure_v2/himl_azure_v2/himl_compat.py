@@ -1,0 +1,261 @@
+"""hi-ml's ``submit_to_azure_if_needed``, with its argument names, on top of himl.
+
+A hi-ml script keeps working with only its import changed::
+
+    from himl_azure_v2 import submit_to_azure_if_needed
+
+    run_info = submit_to_azure_if_needed(
+        compute_cluster_name="gpu-cluster",
+        input_datasets=["mnist"],
+        default_datastore="mydatastore",
+        output_datasets=["mnist_features"],
+    )
+    data_folder = run_info.input_datasets[0]
+
+Run plainly it runs here (as a local himl run); with ``--azureml`` on its command
+line (or ``submit_to_azureml=True``) it is submitted to AzureML and the
+process exits; inside the AzureML job it returns the job's folders.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from himl_kernel.errors import HimlError
+
+if TYPE_CHECKING:
+    from himl_kernel.datasets import DatasetConfig
+    from himl_kernel.job import JobSpec
+    from himl_kernel.plugins import PluginHost
+    from himl_kernel.runinfo import RunInfo
+    from himl_kernel.sweep import Sweep
+
+AZUREML_FLAG = "--azureml"
+DatasetLike = Any  # a DatasetConfig, a dataset name, a folder, or a dict of DatasetConfig fields
+
+
+@dataclass
+class AzureRunInfo:
+    """What hi-ml's ``submit_to_azure_if_needed`` returns, with the same attribute names.
+
+    Attributes:
+        input_datasets: one folder per input dataset (None where unavailable).
+        output_datasets: one folder per output dataset.
+        run: the run's id (hi-ml returned an AzureML Run object; here the id).
+        is_running_in_azure_ml: whether this process is an AzureML job.
+        output_folder: where files kept with the run go.
+        logs_folder: where logs go.
+        run_info: the kernel's RunInfo behind it.
+    """
+
+    input_datasets: list[Path | None]
+    output_datasets: list[Path | None]
+    run: str | None
+    is_running_in_azure_ml: bool
+    output_folder: Path | None
+    logs_folder: Path | None
+    run_info: RunInfo | None = None
+    mount_contexts: list[Any] = field(default_factory=list)
+
+
+def _as_info(info: RunInfo) -> AzureRunInfo:
+    return AzureRunInfo(
+        input_datasets=list(info.input_datasets),
+        output_datasets=list(info.output_datasets),
+        run=info.run_id,
+        is_running_in_azure_ml=info.backend == "azureml",
+        output_folder=info.output_folder,
+        logs_folder=info.logs_folder,
+        run_info=info,
+    )
+
+
+def _duration(text: str) -> float | None:
+    if not text:
+        return None
+    from himl_kernel.cli.job_options import parse_duration
+
+    return parse_duration(text)
+
+
+def submit_to_azure_if_needed(
+    compute_cluster_name: str = "",
+    entry_script: str | Path | None = None,
+    aml_workspace: Any = None,
+    workspace_config_file: str | Path | None = None,
+    snapshot_root_directory: str | Path | None = None,
+    script_params: list[str] | None = None,
+    conda_environment_file: str | Path | None = None,
+    pip_requirements_file: str | Path | None = None,
+    experiment_name: str | None = None,
+    environment_variables: dict[str, str] | None = None,
+    ignored_folders: Sequence[str | Path] | None = None,
+    default_datastore: str = "",
+    input_datasets: Sequence[DatasetLike] | None = None,
+    output_datasets: Sequence[DatasetLike] | None = None,
+    num_nodes: int = 1,
+    processes_per_node: int = 1,
+    wait_for_completion: bool = False,
+    wait_for_completion_show_output: bool = False,
+    max_run_duration: str = "",
+    submit_to_azureml: bool | None = None,
+    tags: dict[str, str] | None = None,
+    after_submission: Callable[[Any], None] | None = None,
+    docker_base_image: str = "",
+    docker_shm_size: str = "",
+    display_name: str = "",
+    sweep: Sweep | None = None,
+    distribution: str = "auto",
+    strictly_aml_v1: bool = False,
+    host: PluginHost | None = None,
+    argv: list[str] | None = None,
+) -> AzureRunInfo:
+    """Submit this script to AzureML when asked (``--azureml``), else run it here; inside the job, describe it.
+
+    The arguments are hi-ml's: ``compute_cluster_name`` is the cluster,
+    ``snapshot_root_directory`` the code folder (default: the current folder),
+    ``default_datastore`` the datastore of datasets given by name,
+    ``docker_shm_size`` the job's shared memory, ``max_run_duration`` a
+    duration such as ``"2h"``, ``after_submission`` a function receiving the
+    submitted job's :class:`~himl_kernel.job.Submission`. ``aml_workspace``
+    may be a :class:`~himl_azure_v2.workspace.Workspace`.
+    """
+    if strictly_aml_v1:
+        raise HimlError("strictly_aml_v1=True needs the AzureML SDK v1 plugin (himl[azure-v1]), not himl-azure-v2")
+    from himl_kernel.datasets import DatasetConfig
+    from himl_kernel.plugins import build_host
+
+    host = host or build_host()
+    argv = sys.argv if argv is None else argv
+    if host.detect_run() is not None or not _wants_azureml(argv, submit_to_azureml):
+        if submit_to_azureml is False:
+            argv[:] = [a for a in argv if a != AZUREML_FLAG]
+        from himl_kernel.submit import submit_if_needed
+
+        info = submit_if_needed(
+            entry_script=entry_script,
+            input_datasets=list(input_datasets or []),
+            output_datasets=list(output_datasets or []),
+            default_datastore=default_datastore,
+            tags=tags,
+            experiment=experiment_name or "",
+            display_name=display_name,
+            host=host,
+            argv=argv,
+        )
+        return _as_info(info)
+
+    if AZUREML_FLAG in argv:
+        argv[:] = [a for a in argv if a != AZUREML_FLAG]
+    inputs = [DatasetConfig.from_value(v, default_datastore) for v in input_datasets or []]
+    outputs = [DatasetConfig.from_value(v, default_datastore) for v in output_datasets or []]
+    job = build_job_spec(
+        argv=argv,
+        entry_script=entry_script,
+        snapshot_root=snapshot_root_directory,
+        script_params=script_params,
+        conda_file=conda_environment_file,
+        pip_requirements=pip_requirements_file,
+        docker_image=docker_base_image,
+        shm_size=docker_shm_size,
+        cluster=compute_cluster_name,
+        num_nodes=num_nodes,
+        processes_per_node=processes_per_node,
+        inputs=inputs,
+        outputs=outputs,
+        env_vars=environment_variables,
+        tags=tags,
+        experiment=experiment_name,
+        display_name=display_name,
+        sweep=sweep,
+        max_run_duration_s=_duration(max_run_duration),
+        wait=wait_for_completion,
+        ignored_folders=ignored_folders,
+        distribution=distribution,
+        workspace_config=workspace_config_file,
+    )
+    from himl_azure_v2.backend import AzureMLBackend
+
+    backend = AzureMLBackend(workspace=aml_workspace)
+    submission = backend.submit(job, host)
+    host.job_submitted(job, submission)
+    print(f"himl: submitted to azureml: run {submission.run_id} {submission.url}", file=sys.stderr)
+    if after_submission is not None:
+        after_submission(submission)
+    raise SystemExit(0 if submission.succeeded else (submission.exit_code or 1))
+
+
+def _wants_azureml(argv: list[str], submit_to_azureml: bool | None) -> bool:
+    if submit_to_azureml is not None:
+        return submit_to_azureml
+    return AZUREML_FLAG in argv[1:]
+
+
+def build_job_spec(
+    *,
+    argv: list[str],
+    entry_script: str | Path | None,
+    snapshot_root: str | Path | None,
+    script_params: list[str] | None,
+    conda_file: str | Path | None,
+    pip_requirements: str | Path | None,
+    docker_image: str,
+    shm_size: str,
+    cluster: str,
+    num_nodes: int,
+    processes_per_node: int,
+    inputs: list[DatasetConfig],
+    outputs: list[DatasetConfig],
+    env_vars: dict[str, str] | None,
+    tags: dict[str, str] | None,
+    experiment: str | None,
+    display_name: str,
+    sweep: Sweep | None,
+    max_run_duration_s: float | None,
+    wait: bool,
+    ignored_folders: Sequence[str | Path] | None,
+    distribution: str,
+    workspace_config: str | Path | None,
+) -> JobSpec:
+    """The JobSpec hi-ml's arguments describe."""
+    from himl_kernel.job import Compute, Entry, Environment, JobSpec
+    from himl_kernel.snapshot import Snapshot
+
+    script = Path(entry_script or argv[0]).resolve()
+    root = Path(snapshot_root or Path.cwd()).resolve()
+    try:
+        target = script.relative_to(root).as_posix()
+    except ValueError:
+        raise HimlError(f"entry script {str(script)!r} is not inside the snapshot root {str(root)!r}") from None
+    ignores = [str(Path(p).as_posix()).rstrip("/") + "/" for p in ignored_folders or []]
+    options: dict[str, Any] = {"distribution": distribution}
+    if workspace_config is not None:
+        options["workspace_config"] = str(workspace_config)
+    return JobSpec(
+        entry=Entry("script", target, list(script_params) if script_params is not None else argv[1:]),
+        snapshot=Snapshot(root, ignores),
+        environment=Environment(
+            conda_file=Path(conda_file) if conda_file else None,
+            pip_requirements=Path(pip_requirements) if pip_requirements else None,
+            docker_image=docker_image,
+            shm_size=shm_size,
+        ),
+        compute=Compute("azureml", cluster, num_nodes, processes_per_node, options),
+        input_datasets=inputs,
+        output_datasets=outputs,
+        env_vars=dict(environment_variables_or_empty(env_vars)),
+        tags=dict(tags or {}),
+        experiment=experiment or script.stem,
+        display_name=display_name,
+        sweep=sweep,
+        max_run_duration_s=max_run_duration_s,
+        wait_for_completion=wait,
+    )
+
+
+def environment_variables_or_empty(values: dict[str, str] | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (values or {}).items()}

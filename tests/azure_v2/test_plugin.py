@@ -1,0 +1,70 @@
+"""The plugin as the kernel sees it: registrations, options, light imports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import himl_azure_v2.plugin
+
+from himl_kernel.doctor import DoctorReport
+from himl_kernel.job import Compute, Entry, JobSpec
+from himl_kernel.submit import pop_backend_flags
+from himl_kernel.testing import fresh_host
+
+PROBE = """
+import json, sys
+from himl_kernel.plugins import build_host
+host = build_host()
+for attr in ("compute_backends", "dataset_providers", "checkpoint_sources", "loggers", "commands"):
+    list(getattr(host, attr))
+import himl_azure_v2
+print(json.dumps({"azure": [p.name for p in host.plugins if p.name == "azure_v2" and p.status == "ok"],
+                  "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("azure", "azureml", "mlflow"))}))
+"""
+
+
+def test_discovery_and_the_package_import_no_azure_sdk_or_mlflow(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIML_")}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report == {"azure": ["azure_v2"], "heavy": []}
+
+
+def test_registrations_and_the_azureml_script_flag() -> None:
+    host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])
+    assert host.plugin("azure_v2").status == "ok"  # type: ignore[union-attr]
+    assert host.compute_backends.entry("azureml").options["script_flag"] == "--azureml"
+    assert "azureml" in host.dataset_providers and "azureml-run" in host.checkpoint_sources
+    assert "azureml" in host.loggers and "azure" in host.commands
+    argv = ["train.py", "--lr", "1", "--azureml"]
+    assert pop_backend_flags(argv, host) == "azureml" and argv == ["train.py", "--lr", "1"]
+
+
+def test_cluster_distribution_and_workspace_options_reach_the_job() -> None:
+    host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])
+    parser = argparse.ArgumentParser()
+    host.add_options(parser.add_argument_group("plugins"), "run")
+    options = parser.parse_args(["--cluster", "gpu-nc24", "--distribution", "pytorch", "--workspace-config", "c.json"])
+    job = JobSpec(entry=Entry("script", "t.py"), compute=Compute("azureml"))
+    host.configure_job(job, options)
+    assert job.compute.target == "gpu-nc24"
+    assert job.compute.options == {"distribution": "pytorch", "workspace_config": "c.json"}
+    local = JobSpec(entry=Entry("script", "t.py"))
+    host.configure_job(local, options)
+    assert local.compute.target == "" and "distribution" not in local.compute.options
+
+
+def test_doctor_reports_the_workspace_and_the_credentials(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    report = DoctorReport()
+    himl_azure_v2.plugin.himl_doctor(report)
+    rows = {row.topic: row.status for row in report.rows}
+    assert rows == {"azureml workspace": "missing", "azure credentials": "ok"}
