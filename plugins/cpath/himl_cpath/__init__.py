@@ -1,0 +1,12 @@
+"""himl-cpath: computational pathology for himl.
+
+Slides are read through :func:`himl_cpath.slides.open_slide` (OpenSlide, a
+tifffile reader for plain pyramidal TIFFs, cuCIM where installed), tiled with
+:mod:`himl_cpath.tiling`, shown as montages with :mod:`himl_cpath.montage`
+and annotated on a Digital Slide Archive with :mod:`himl_cpath.dsa`. The
+``himl cpath`` command offers each of these on the command line.
+
+Importing this package imports nothing heavy.
+"""
+
+__version__ = "0.1.0"

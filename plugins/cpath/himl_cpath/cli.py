@@ -1,0 +1,199 @@
+"""``himl cpath``: tile, montage, dsa-upload and info, on the command line.
+
+The module is imported only when ``himl cpath`` runs; each subcommand
+imports what it needs when it is chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from himl_kernel.errors import HimlError
+
+if TYPE_CHECKING:
+    from himl_cpath.slide_table import SlideRecord
+    from himl_kernel.plugins import PluginHost
+
+
+def _add_slide_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", type=Path, help="a folder of slides, or a dataset.csv (image, slide_id, label, mask)")
+    parser.add_argument("--glob", default="", help="file pattern inside a folder, e.g. '*.svs' or '**/*.tiff'")
+    parser.add_argument(
+        "--include", action="append", default=[], metavar="IDS", help="only these slide ids (comma list or @file)"
+    )
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="IDS", help="leave out these slide ids (comma list or @file)"
+    )
+    parser.add_argument(
+        "--backend", default="auto", help="slide reader: openslide, cucim, tifffile, a comma list, or auto (that order)"
+    )
+    parser.add_argument("--processes", type=int, default=1, help="worker processes (default: 1)")
+
+
+def _slides(args: argparse.Namespace) -> list[SlideRecord]:
+    from himl_cpath.slide import backend_order
+    from himl_cpath.slide_table import load_slides, read_id_list
+
+    backend_order(args.backend)  # an unknown name fails before any work
+    if args.processes < 1:
+        raise HimlError(f"--processes must be at least 1, got {args.processes}")
+    slides = load_slides(args.source, args.glob, read_id_list(args.include), read_id_list(args.exclude))
+    if not slides:
+        raise HimlError(f"no slides found in {args.source}" + (f" matching {args.glob!r}" if args.glob else ""))
+    return slides
+
+
+def _tile(args: argparse.Namespace, host: PluginHost) -> int:
+    from himl_cpath.tiles_dataset import WriteOptions, print_progress, tile_slides
+    from himl_cpath.tiling import TilingOptions
+
+    slides = _slides(args)
+    job_outputs = _job_outputs(host)
+    output = args.output or (job_outputs / "tiles" if job_outputs else None)
+    if output is None:
+        raise HimlError("himl cpath tile: --output is required outside a job")
+    options = TilingOptions(
+        tile_size=args.tile_size,
+        level=args.level,
+        overlap=args.overlap,
+        min_occupancy=args.min_occupancy,
+        mask_level=args.mask_level,
+    )
+    report = tile_slides(
+        slides,
+        output,
+        options,
+        processes=args.processes,
+        backend=args.backend,
+        write=WriteOptions(image_format=args.format),
+        overwrite=args.overwrite,
+        progress=print_progress,
+    )
+    print(
+        f"{report.tiles} tiles from {len(report.tiled)} slides into {report.output / 'dataset.csv'}; "
+        f"{len(report.skipped)} already done, {len(report.failed)} failed"
+    )
+    if report.failed:
+        print(
+            f"himl: warning: {len(report.failed)} slide(s) failed, listed in {report.output / 'failed_slides.csv'}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _job_outputs(host: PluginHost) -> Path | None:
+    """The outputs folder of the job this process runs in, if it runs in one."""
+    run = host.detect_run(os.environ)
+    return Path(run.output_folder) if run is not None else None
+
+
+def _montage(args: argparse.Namespace, host: PluginHost) -> int:
+    from himl_cpath.montage import make_montage
+
+    output = args.output or _job_outputs(host) or Path(".")
+    result = make_montage(
+        _slides(args),
+        output,
+        level=args.level,
+        width=args.width,
+        processes=args.processes,
+        backend=args.backend,
+    )
+    print(f"montage of {len(result.shown)} slides: {result.png} and {result.jpg}")
+    return 0
+
+
+def _dsa_upload(args: argparse.Namespace, host: PluginHost) -> int:
+    from himl_cpath.dsa import connect, read_attention_table, upload_attention
+
+    slides = read_attention_table(args.table, args.tile_size)
+    client = connect(url=args.dsa_url)
+    report = upload_attention(
+        client, slides, folder_id=args.folder_id, name=args.name, warn=lambda line: print(line, file=sys.stderr)
+    )
+    print(f"uploaded {len(report.uploaded)} annotation(s); {len(report.missing)} slide(s) had no DSA item")
+    return 1 if report.missing else 0
+
+
+def _info(args: argparse.Namespace, host: PluginHost) -> int:
+    from himl_cpath.slide import open_slide
+
+    with open_slide(args.slide, args.backend) as reader:
+        info = reader.info()
+    print(f"slide:      {info.path}")
+    print(f"backend:    {info.backend}")
+    print(f"mpp:        {info.mpp[0]:.4f} x {info.mpp[1]:.4f}" if info.mpp else "mpp:        unknown")
+    print(f"objective:  {info.objective_power:g}x" if info.objective_power else "objective:  unknown")
+    for level, ((width, height), downsample) in enumerate(
+        zip(info.level_dimensions, info.level_downsamples, strict=True)
+    ):
+        print(f"level {level}:    {width} x {height}  (downsample {downsample:.3f})")
+    return 0
+
+
+class CpathCommand:
+    """``himl cpath SUBCOMMAND``."""
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        sub = parser.add_subparsers(dest="cpath_command", metavar="SUBCOMMAND", required=True)
+
+        tile = sub.add_parser("tile", help="cut slides into a tiles dataset (images + dataset.csv)")
+        _add_slide_source(tile)
+        tile.add_argument(
+            "--output",
+            type=Path,
+            default=None,
+            help="the tiles dataset folder, resumed if it exists (default inside a job: its outputs/tiles)",
+        )
+        tile.add_argument("--tile-size", type=int, default=224, help="tile side in pixels of --level (default: 224)")
+        tile.add_argument("--level", type=int, default=0, help="pyramid level the tiles are read from (default: 0)")
+        tile.add_argument("--overlap", type=int, default=0, help="pixels (of --level) that neighbouring tiles share")
+        tile.add_argument(
+            "--min-occupancy", type=float, default=0.5, help="share of tissue a tile needs to be kept (default: 0.5)"
+        )
+        tile.add_argument(
+            "--mask-level",
+            type=int,
+            default=-1,
+            help="level the Otsu tissue mask is computed on (default: -1, the lowest)",
+        )
+        tile.add_argument("--format", choices=("png", "jpeg"), default="png", help="tile image format (default: png)")
+        tile.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+        tile.set_defaults(handler=_tile)
+
+        montage = sub.add_parser("montage", help="one picture of many slides: montage.png and montage.jpg")
+        _add_slide_source(montage)
+        montage.add_argument(
+            "--output", type=Path, default=None, help="folder for montage.png/.jpg (default: the job's outputs, or .)"
+        )
+        montage.add_argument(
+            "--level", type=int, default=-1, help="pyramid level to read; negative counts from the lowest (default: -1)"
+        )
+        montage.add_argument("--width", type=int, default=1000, help="montage width in pixels (default: 1000)")
+        montage.set_defaults(handler=_montage)
+
+        dsa = sub.add_parser("dsa-upload", help="upload tile attention as annotations to a Digital Slide Archive")
+        dsa.add_argument("table", type=Path, help="per-tile CSV: slide_id, tile_x/left, tile_y/top, attention/bag_attn")
+        dsa.add_argument("--folder-id", default=None, help="look for the slides' items in this DSA folder")
+        dsa.add_argument(
+            "--tile-size", type=int, default=None, help="tile side in level-0 pixels, without right/bottom"
+        )
+        dsa.add_argument("--name", default="attention", help="annotation name (default: attention)")
+        dsa.add_argument("--dsa-url", default=None, help="the DSA's API address (default: $DSA_URL)")
+        dsa.set_defaults(handler=_dsa_upload)
+
+        info = sub.add_parser("info", help="levels, sizes, microns per pixel and magnification of a slide")
+        info.add_argument("slide", type=Path)
+        info.add_argument("--backend", default="auto", help="slide reader (default: auto)")
+        info.set_defaults(handler=_info)
+
+    def run(self, args: argparse.Namespace, host: PluginHost) -> int:
+        return int(args.handler(args, host))
+
+
+command = CpathCommand()

@@ -1,0 +1,40 @@
+"""The himl-cpath plugin: registers ``himl cpath`` and its ``himl doctor`` checks.
+
+Light on purpose: it imports nothing but the kernel's marker; the command's
+module loads only when ``himl cpath`` runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import TYPE_CHECKING
+
+from himl_kernel import hookimpl
+
+if TYPE_CHECKING:
+    from himl_kernel.contracts import Command
+    from himl_kernel.doctor import DoctorReport
+    from himl_kernel.registry import Registry
+
+
+@hookimpl
+def himl_register_commands(registry: Registry[Command]) -> None:
+    registry.add("cpath", "himl_cpath.cli:command", "pathology slides: tile, montage, dsa-upload, info")
+
+
+@hookimpl
+def himl_doctor(report: DoctorReport) -> None:
+    for module, distribution, needed in (
+        ("openslide", "openslide-python openslide-bin", True),
+        ("tifffile", "tifffile imagecodecs", True),
+        ("girder_client", "girder-client", True),
+        ("cucim", "cucim", False),
+    ):
+        if importlib.util.find_spec(module) is not None:
+            report.ok(f"cpath: {module}", "installed")
+        elif needed:
+            report.problem(f"cpath: {module}", "not installed", f"pip install {distribution}")
+        else:
+            report.missing(
+                f"cpath: {module}", "not installed (optional, faster slide reading)", f"pip install {distribution}"
+            )

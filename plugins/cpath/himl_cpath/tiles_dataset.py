@@ -1,0 +1,353 @@
+"""Offline tiling: slides in, a tiles dataset out.
+
+The output folder holds one sub-folder of tile images per slide and a
+``dataset.csv`` with the columns of :data:`TILE_COLUMNS`. Work is spread over
+processes: first each slide's tissue mask and tile plan, then its tiles in
+batches, so that even a single slide uses every process.
+
+Resuming: a slide is finished once its own ``<slide_id>/dataset.csv`` exists
+(it is written last, under a temporary name then renamed). A later run skips
+finished slides and redoes a slide whose folder has no such file. A slide
+that fails is recorded in ``failed_slides.csv`` and skipped; the others go
+on. ``tiling.json`` keeps the tiling options, so that a resumed run cannot mix
+tiles cut two different ways.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from himl_cpath.slide_table import SlideRecord
+from himl_cpath.tiling import TileBlock, TilingOptions
+from himl_kernel.errors import HimlError
+
+TILE_COLUMNS = ("slide_id", "tile_id", "image", "label", "tile_x", "tile_y", "occupancy")
+FAILED_COLUMNS = ("slide_id", "image", "error")
+SLIDE_TABLE = "dataset.csv"
+OPTIONS_FILE = "tiling.json"
+FAILED_FILE = "failed_slides.csv"
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How tile images are stored."""
+
+    image_format: str = "png"  # png (lossless) or jpeg
+    jpeg_quality: int = 90
+
+    @property
+    def suffix(self) -> str:
+        return ".png" if self.image_format == "png" else ".jpg"
+
+
+@dataclass
+class TilingReport:
+    """What a run of :func:`tile_slides` did."""
+
+    output: Path
+    tiled: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    tiles: int = 0
+
+
+def encode_tile(pixels: Any, write: WriteOptions) -> bytes:
+    """A tile image file's bytes: PNG with fast settings (zlib level 1, RLE, Sub filter), or JPEG."""
+    import imagecodecs
+
+    if write.image_format == "png":
+        return bytes(imagecodecs.png_encode(pixels, level=1, strategy=3, filter=16))
+    return bytes(imagecodecs.jpeg8_encode(pixels, level=write.jpeg_quality))
+
+
+def tile_id_for(slide_id: str, x: int, y: int) -> str:
+    return f"{slide_id}_x{x}_y{y}"
+
+
+# -- work done in the worker processes ------------------------------------------
+
+
+class TaskError(Exception):
+    """A worker's failure, already reduced to one line, so that it always pickles."""
+
+
+def _task(kind: str, *args: Any) -> Any:
+    """Run the worker task ``kind`` ("plan" or "write"); any failure comes back as a TaskError."""
+    try:
+        return (_plan if kind == "plan" else _write_batch)(*args)
+    except Exception as exc:
+        raise TaskError(_one_line(exc)) from None
+
+
+def _plan(
+    record: SlideRecord, options: TilingOptions, backend: str | None, tiles_per_batch: int
+) -> list[list[TileBlock]]:
+    from himl_cpath.slide import open_slide
+    from himl_cpath.tiling import group_tiles, plan_tiles, tissue_mask_for
+
+    with open_slide(record.image, backend) as reader:
+        mask = tissue_mask_for(reader, options, record.mask)
+        # OpenSlide caches decoded tiles itself; other readers gain by reading neighbours together
+        cells = 1 if reader.backend == "openslide" else 4
+        blocks = group_tiles(plan_tiles(reader, mask, options), reader, options, block=cells)
+    batches: list[list[TileBlock]] = [[]]
+    count = 0
+    for block in blocks:
+        if count >= tiles_per_batch:
+            batches.append([])
+            count = 0
+        batches[-1].append(block)
+        count += len(block.tiles)
+    return [b for b in batches if b]
+
+
+def _write_batch(
+    record: SlideRecord,
+    blocks: list[TileBlock],
+    options: TilingOptions,
+    backend: str | None,
+    output: Path,
+    write: WriteOptions,
+) -> list[dict[str, Any]]:
+    from himl_cpath.slide import open_slide
+    from himl_cpath.tiling import read_tiles
+
+    folder = output / record.slide_id
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with open_slide(record.image, backend) as reader:
+        for tile, pixels in read_tiles(reader, blocks, options):
+            tile_id = tile_id_for(record.slide_id, tile.x, tile.y)
+            relative = f"{record.slide_id}/{tile_id}{write.suffix}"
+            (output / relative).write_bytes(encode_tile(pixels, write))
+            rows.append(
+                {
+                    "slide_id": record.slide_id,
+                    "tile_id": tile_id,
+                    "image": relative,
+                    "label": record.label,
+                    "tile_x": tile.x,
+                    "tile_y": tile.y,
+                    "occupancy": f"{tile.occupancy:.4f}",
+                }
+            )
+    return rows
+
+
+# -- orchestration, in the calling process ----------------------------------------
+
+
+class _InlineExecutor(Executor):
+    """Runs each task at once, in this process (``processes=1``)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    temporary = path.with_name(path.name + ".partial")
+    with temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _check_options(output: Path, settings: dict[str, Any]) -> None:
+    file = output / OPTIONS_FILE
+    if file.is_file():
+        before = json.loads(file.read_text(encoding="utf-8"))
+        if before != settings:
+            changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+            raise HimlError(
+                f"{output} holds tiles made with other options ({', '.join(changed)} differ); "
+                "use a new output folder, or --overwrite"
+            )
+    output.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, TaskError):
+        return str(exc)
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass
+class _Job:
+    """One call of :func:`tile_slides`: its settings, and the report it fills."""
+
+    output: Path
+    options: TilingOptions
+    backend: str | None
+    write: WriteOptions
+    tiles_per_batch: int
+    report: TilingReport
+    say: Callable[[str], None]
+
+    def fail(self, record: SlideRecord, reason: str) -> None:
+        shutil.rmtree(self.output / record.slide_id, ignore_errors=True)
+        self.report.failed[record.slide_id] = reason
+        self.say(f"failed {record.slide_id}: {reason}")
+
+    def run(self, pending: Sequence[SlideRecord], workers: int) -> list[SlideRecord]:
+        """Tile ``pending`` with ``workers`` processes (0: in this one).
+
+        Returns the slides left unfinished because a worker process died.
+        """
+        executor: Executor
+        if workers > 0 and pending:
+            import multiprocessing
+
+            executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        else:
+            executor = _InlineExecutor()
+        crashed: list[SlideRecord] = []
+        with executor:
+            submit = executor.submit
+            plans = {submit(_task, "plan", r, self.options, self.backend, self.tiles_per_batch): r for r in pending}
+            batches: dict[str, list[Future[list[dict[str, Any]]]]] = {}
+            for future in as_completed(plans):
+                record = plans[future]
+                try:
+                    plan = future.result()
+                except BrokenProcessPool:
+                    crashed.append(record)
+                    continue
+                except Exception as exc:
+                    self.fail(record, _one_line(exc))
+                    continue
+                try:
+                    batches[record.slide_id] = [
+                        submit(_task, "write", record, batch, self.options, self.backend, self.output, self.write)
+                        for batch in plan
+                    ]
+                except BrokenProcessPool:
+                    crashed.append(record)
+            for record in pending:
+                if record.slide_id in self.report.failed or record in crashed:
+                    continue
+                rows: list[dict[str, Any]] = []
+                try:
+                    for future in batches[record.slide_id]:
+                        rows.extend(future.result())
+                except BrokenProcessPool:
+                    shutil.rmtree(self.output / record.slide_id, ignore_errors=True)
+                    crashed.append(record)
+                    continue
+                except Exception as exc:
+                    for other in batches[record.slide_id]:
+                        other.cancel()
+                    self.fail(record, _one_line(exc))
+                    continue
+                self.finish(record, rows)
+        return crashed
+
+    def finish(self, record: SlideRecord, rows: list[dict[str, Any]]) -> None:
+        rows.sort(key=lambda row: (row["tile_y"], row["tile_x"]))
+        (self.output / record.slide_id).mkdir(parents=True, exist_ok=True)
+        _write_csv(self.output / record.slide_id / SLIDE_TABLE, TILE_COLUMNS, rows)
+        self.report.tiled.append(record.slide_id)
+        self.report.tiles += len(rows)
+        self.say(f"tiled {record.slide_id}: {len(rows)} tiles")
+
+
+def tile_slides(
+    slides: Sequence[SlideRecord],
+    output: Path,
+    options: TilingOptions | None = None,
+    *,
+    processes: int = 1,
+    backend: str | None = None,
+    write: WriteOptions | None = None,
+    overwrite: bool = False,
+    tiles_per_batch: int = 256,
+    progress: Callable[[str], None] | None = None,
+) -> TilingReport:
+    """Tile ``slides`` into the tiles dataset at ``output``; see the module docstring.
+
+    Args:
+        slides: the slides, with their labels and optional masks.
+        output: the dataset folder (created; resumed when it exists).
+        options: tile size, level, overlap, minimum occupancy, mask level.
+        processes: worker processes; 1 works in this process.
+        backend: slide reader backend(s), as :func:`himl_cpath.slide.open_slide` takes.
+        write: tile image format.
+        overwrite: delete what ``output`` holds first, instead of resuming.
+        tiles_per_batch: tiles one task reads and writes.
+        progress: called with one line per finished or failed slide.
+
+    Returns:
+        Which slides were tiled, skipped as finished, or failed (and why).
+    """
+    options = options or TilingOptions()
+    write = write or WriteOptions()
+    if write.image_format not in ("png", "jpeg"):
+        raise HimlError(f"tile image format must be png or jpeg, got {write.image_format!r}")
+    if overwrite and output.exists():
+        shutil.rmtree(output)
+    settings = {**options.as_dict(), "image_format": write.image_format, "backend": backend or "auto"}
+    _check_options(output, settings)
+    say = progress or (lambda line: None)
+    report = TilingReport(output)
+
+    pending: list[SlideRecord] = []
+    for record in slides:
+        folder = output / record.slide_id
+        if (folder / SLIDE_TABLE).is_file():
+            report.skipped.append(record.slide_id)
+            continue
+        if folder.exists():  # half done by an earlier run: start that slide again
+            shutil.rmtree(folder)
+        pending.append(record)
+
+    job = _Job(output, options, backend, write, tiles_per_batch, report, say)
+    crashed = job.run(pending, workers=processes if processes > 1 else 0)
+    # A worker that dies (a crash inside a native reader) takes the pool with it:
+    # the slides it left unfinished are tried again, each in a process of its own,
+    # so that only the slide that crashes is recorded as failed.
+    for record in crashed:
+        if job.run([record], workers=1):
+            job.fail(record, "the worker process died while reading this slide (a crash in the slide reader)")
+
+    _write_csv(
+        output / FAILED_FILE,
+        FAILED_COLUMNS,
+        [
+            {"slide_id": r.slide_id, "image": str(r.image), "error": report.failed[r.slide_id]}
+            for r in slides
+            if r.slide_id in report.failed
+        ],
+    )
+    combined: list[dict[str, Any]] = []
+    for record in slides:
+        table = output / record.slide_id / SLIDE_TABLE
+        if table.is_file():
+            combined.extend(_read_csv(table))
+    _write_csv(output / SLIDE_TABLE, TILE_COLUMNS, combined)
+    return report
+
+
+def print_progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,72 @@
+"""``himl cpath montage``: many slides in one picture; a corrupt slide is named once and left out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from himl_cpath.montage import make_montage
+from himl_cpath.slide_table import load_slides
+from PIL import Image
+
+from tests.conftest import run_himl
+from tests.cpath.conftest import SlideFolder
+
+
+def test_montage_of_twelve_slides_with_one_corrupt(slide_folder: SlideFolder, tmp_path: Path) -> None:
+    out = tmp_path / "montage"
+    result = run_himl(
+        "cpath", "montage", str(slide_folder.table), "--output", str(out), "--width", "800",
+        "--processes", "2", "--level", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith("himl: warning:") and "slide_11" in warnings[0]
+    assert "montage of 11 slides" in result.stdout
+    for name in ("montage.png", "montage.jpg"):
+        with Image.open(out / name) as image:
+            assert image.width == 800
+            pixels = np.asarray(image.convert("RGB"))
+    # 4 x 3 cells of tissue: some pink must be on the canvas in every row of cells
+    pink = (pixels[..., 0] > 180) & (pixels[..., 1] < 175) & (pixels[..., 2] > 150)
+    assert pink.mean() > 0.05
+
+
+def test_montage_from_a_folder_with_include_and_exclude(slide_folder: SlideFolder, tmp_path: Path) -> None:
+    slides = load_slides(
+        slide_folder.folder, "*.svs", include=["slide_01", "slide_02", "slide_03"], exclude=["slide_02"]
+    )
+    warnings: list[str] = []
+    result = make_montage(slides, tmp_path, width=300, backend="tifffile", warn=warnings.append)
+    assert result.shown == ["slide_01", "slide_03"]
+    assert warnings == []
+    assert result.png.is_file() and result.jpg.is_file()
+
+
+def test_montage_tints_the_masks_a_table_gives(slide_folder: SlideFolder, tmp_path: Path) -> None:
+    mask = np.zeros((120, 160), dtype=np.uint8)
+    mask[:, :80] = 255
+    Image.fromarray(mask).save(slide_folder.folder / "half_mask.png")
+    table = tmp_path / "dataset.csv"
+    slide, mask_file = slide_folder.folder / "slide_00.svs", slide_folder.folder / "half_mask.png"
+    table.write_text(f"image,slide_id,label,mask\n{slide},s0,1,{mask_file}\n")
+    result = make_montage(load_slides(table), tmp_path, width=400)
+    with Image.open(result.png) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    left, right = pixels[40:300, 20:180], pixels[40:300, 220:380]
+    greener = (left[..., 1] - left[..., 0]).mean() - (right[..., 1] - right[..., 0]).mean()
+    assert greener > 30
+
+
+def test_montage_runs_as_a_job_and_writes_into_the_runs_outputs(slide_folder: SlideFolder, himl_home: Path) -> None:
+    result = run_himl(
+        "submit", "--module", "himl_cpath", "--", "montage", str(slide_folder.folder), "--glob", "slide_0[0-3].svs",
+        cwd=himl_home.parent, env={"HIML_HOME": str(himl_home)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "montage of 4 slides" in result.stdout
+    written = sorted(p.name for p in himl_home.rglob("montage.*"))
+    assert written == ["montage.jpg", "montage.png"]
+    assert all("outputs" in p.parts for p in himl_home.rglob("montage.*"))
+    assert not (himl_home.parent / "montage.png").exists()
