@@ -97,6 +97,11 @@ def _active_or_fail() -> ActiveRun:
     return activate(info)
 
 
+def current_sinks() -> list[MetricSink]:
+    """The metric sinks of the current run, for layers that log on their own (the Lightning logger)."""
+    return list(_active_or_fail().sinks)
+
+
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     """Log several metrics for the current run at ``step``."""
     clean: dict[str, float] = {}

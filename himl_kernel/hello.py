@@ -1,10 +1,11 @@
-"""HelloWorld: the smallest real experiment, in plain Python.
+"""PlainHelloWorld: the smallest real experiment, in plain Python (no torch).
 
 It writes a noisy 1-D regression dataset as a CSV, fits y = w x + b by
 mini-batch gradient descent, logs train and validation loss each epoch,
 reports the test loss, and saves the fitted weights and the data to its
 outputs. It supports cross-validation (``--crossval_count 3``): each fold
-validates on a different part of the training data.
+validates on a different part of the training data. The Lightning HelloWorld
+(:mod:`himl_kernel.lightning.hello`) does the same with a LightningModule.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _mse(rows: list[tuple[float, float]], w: float, b: float) -> float:
     return sum((w * x + b - y) ** 2 for x, y in rows) / max(len(rows), 1)
 
 
-class HelloWorld(CrossValidation, Container):
+class PlainHelloWorld(CrossValidation, Container):
     """Fit y = w x + b to noisy samples of y = 2 x + 1."""
 
     num_samples: int = Field(400, ge=20, description="rows in the generated CSV")
@@ -82,4 +83,4 @@ class HelloWorld(CrossValidation, Container):
         (run_info.output_folder / "model.json").write_text(
             json.dumps({"w": w, "b": b, "test_loss": test_loss}, indent=2), encoding="utf-8"
         )
-        print(f"HelloWorld: w={w:.3f} b={b:.3f} test loss={test_loss:.4f}")
+        print(f"PlainHelloWorld: w={w:.3f} b={b:.3f} test loss={test_loss:.4f}")

@@ -14,6 +14,7 @@ and the closest matches.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -44,6 +45,7 @@ class Entry(Generic[T]):
     plugin: str = ""
     priority: int = 0
     options: dict[str, Any] = field(default_factory=dict)
+    kind: str = "entry"
     _loaded: Any = field(default=None, init=False, repr=False)
 
     @property
@@ -53,6 +55,7 @@ class Entry(Generic[T]):
     def load(self) -> T:
         """The registered object, importing it on first use."""
         if self._loaded is None:
+            self._check_requirements()
             if isinstance(self.target, str):
                 try:
                     self._loaded = import_object(self.target)
@@ -66,6 +69,18 @@ class Entry(Generic[T]):
             else:
                 self._loaded = self.target
         return self._loaded  # type: ignore[no-any-return]
+
+    def _check_requirements(self) -> None:
+        """Fail in one line when a module the entry's ``requires`` option names is not installed."""
+        required = self.options.get("requires", ())
+        for module in [required] if isinstance(required, str) else required:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                extra = self.options.get("extra", module)
+                raise HimlError(f"{self.kind} {self.name!r} needs {module}: pip install 'himl[{extra}]'")
 
 
 class Registry(Generic[T]):
@@ -92,7 +107,10 @@ class Registry(Generic[T]):
 
         ``priority`` orders entries where order matters (checkpoint sources,
         dataset providers): higher is tried first. ``options`` are free-form
-        facts about the entry that the kernel or other plugins may read.
+        facts about the entry that the kernel or other plugins may read;
+        ``requires=("lightning",)`` names modules the entry needs, so that
+        loading it without them fails with a one-line install hint
+        (``extra="name"`` names the himl extra; default: the module's name).
         """
         if not name or not isinstance(name, str):
             raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
@@ -109,6 +127,7 @@ class Registry(Generic[T]):
             plugin=self._current_plugin,
             priority=priority,
             options=dict(options),
+            kind=self.kind,
         )
         self._entries[name] = entry
         return entry

@@ -85,6 +85,8 @@ def _quiet_mlflow() -> None:
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    # mlflow draws a tqdm bar on stderr for downloads when tqdm is installed (Lightning brings it)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 class RunStore:

@@ -1,4 +1,4 @@
-"""Built-in containers: HelloWorld, the README's first job."""
+"""Built-in containers: HelloWorld (Lightning), the README's first job, and PlainHelloWorld (no torch)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 def himl_register_containers(registry: Registry[type[Container]]) -> None:
     registry.add(
         "HelloWorld",
-        "himl_kernel.hello:HelloWorld",
-        "1-D linear regression on a CSV it writes itself; no GPU, no dataset needed",
+        "himl_kernel.lightning.hello:HelloWorld",
+        "1-D linear regression with Lightning on a CSV it writes itself; no GPU, no dataset needed",
+        requires=("lightning",),
+    )
+    registry.add(
+        "PlainHelloWorld",
+        "himl_kernel.hello:PlainHelloWorld",
+        "the same regression in plain Python: the kernel's example without torch",
     )

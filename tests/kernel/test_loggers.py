@@ -20,9 +20,9 @@ def test_tensorboard_logger_writes_event_files_into_the_run_logs(
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     monkeypatch.setenv("HIML_LOGGERS", "mlflow,tensorboard")
-    assert main(["run", "--model", "HelloWorld", "--max_epochs", "3"]) == 0
+    assert main(["run", "--model", "PlainHelloWorld", "--max_epochs", "3"]) == 0
     store = RunStore()
-    (run,) = store.list_runs("HelloWorld")
+    (run,) = store.list_runs("PlainHelloWorld")
     logs = store.folders(run)[1]
     events = list(logs.glob("events.out.tfevents.*"))
     assert len(events) == 1

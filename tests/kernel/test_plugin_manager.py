@@ -78,7 +78,7 @@ def test_fresh_host_registers_plugins_after_the_builtins() -> None:
 
     assert [p.name for p in host.plugins] == [*BUILTIN_PLUGINS, "mine"]
     assert host.plugin("mine") is not None
-    assert host.containers.names() == ["HelloWorld", "Mine"]
+    assert host.containers.names() == ["HelloWorld", "Mine", "PlainHelloWorld"]
     assert host.containers.entry("Mine").plugin == "mine"
 
 
@@ -121,7 +121,7 @@ def test_plugin_raising_on_import_is_broken_in_one_line_and_others_work(capsys: 
     assert [p.name for p in host.broken] == ["badplug"]
     # The others keep working.
     assert host.plugin("goodplug") is not None
-    assert host.containers.names() == ["GoodModel", "HelloWorld"]
+    assert host.containers.names() == ["GoodModel", "HelloWorld", "PlainHelloWorld"]
     assert host.containers.entry("GoodModel").plugin == "goodplug"
     # A lookup that may have needed the broken plugin says so.
     with pytest.raises(UnknownNameError) as excinfo:
@@ -161,7 +161,7 @@ def test_plugin_implementing_an_unknown_hook_is_broken_and_unregistered(capsys: 
     assert info.reason == "implements unknown hook(s) himl_register_containerz"
     assert host.pm.get_plugin("typo") is None
     assert warning_lines(capsys.readouterr().err) == [f"himl: warning: {info.describe()}"]
-    assert host.containers.names() == ["HelloWorld"]
+    assert host.containers.names() == ["HelloWorld", "PlainHelloWorld"]
 
 
 def test_plugin_whose_registration_hook_raises_is_broken_and_others_remain(
@@ -205,13 +205,13 @@ def test_registering_a_taken_name_is_an_error_naming_both_plugins() -> None:
 
 
 def test_a_plugin_reusing_a_builtin_name_is_broken_and_the_builtin_keeps_it() -> None:
-    ep = FakeEntryPoint("shadow", plugin=ContainerPlugin("HelloWorld"), dist_name="himl-shadow", version="9")
+    ep = FakeEntryPoint("shadow", plugin=ContainerPlugin("PlainHelloWorld"), dist_name="himl-shadow", version="9")
 
     host = host_with_entry_points(ep)
 
-    assert host.containers.entry("HelloWorld").plugin == "hello"
+    assert host.containers.entry("PlainHelloWorld").plugin == "hello"
     assert [p.name for p in host.broken] == ["shadow"]
-    assert host.containers.get("HelloWorld").__name__ == "HelloWorld"
+    assert host.containers.get("PlainHelloWorld").__name__ == "PlainHelloWorld"
 
 
 def test_registry_add_of_a_taken_name_raises_naming_both_plugins() -> None:
@@ -315,7 +315,7 @@ def test_autoload_off_reads_no_entry_points(installed_probe: str, monkeypatch: p
     assert host.plugin("probe") is None
     assert [p.name for p in host.plugins] == list(BUILTIN_PLUGINS)
     assert installed_probe not in sys.modules
-    assert host.containers.names() == ["HelloWorld"]
+    assert host.containers.names() == ["HelloWorld", "PlainHelloWorld"]
 
 
 # --- tracing ---------------------------------------------------------------------
@@ -354,9 +354,9 @@ def test_unknown_model_lists_close_matches() -> None:
 
     message = str(excinfo.value)
     assert "\n" not in message
-    assert message.startswith("unknown model 'HeloWorld'; did you mean 'HelloWorld', 'HelloWorlds'?")
-    assert "known: HelloWorld, HelloWorlds, Unrelated" in message
-    assert excinfo.value.known == ["HelloWorld", "HelloWorlds", "Unrelated"]
+    assert message.startswith("unknown model 'HeloWorld'; did you mean 'HelloWorld', 'HelloWorlds', 'PlainHelloWorld'?")
+    assert "known: HelloWorld, HelloWorlds, PlainHelloWorld, Unrelated" in message
+    assert excinfo.value.known == ["HelloWorld", "HelloWorlds", "PlainHelloWorld", "Unrelated"]
     assert isinstance(excinfo.value, HimlError)
 
 
@@ -380,7 +380,7 @@ def test_a_descriptor_for_a_missing_module_fails_only_when_looked_up() -> None:
         "'Ghost' from plugin ghosts could not be loaded from himl_no_such_module_anywhere.models:Ghost"
     )
     assert "ModuleNotFoundError" in message
-    assert host.containers.get("HelloWorld").__name__ == "HelloWorld"
+    assert host.containers.get("PlainHelloWorld").__name__ == "PlainHelloWorld"
 
 
 def test_a_descriptor_imports_its_module_on_first_lookup_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -395,7 +395,7 @@ def test_a_descriptor_imports_its_module_on_first_lookup_only(tmp_path: Path, mo
             registry.add("LazyProbe", f"{module}:LazyProbe")
 
     host = fresh_host(LazyPlugin())
-    assert host.containers.names() == ["HelloWorld", "LazyProbe"]
+    assert host.containers.names() == ["HelloWorld", "LazyProbe", "PlainHelloWorld"]
     assert module not in sys.modules
 
     loaded = host.containers.get("LazyProbe")

@@ -12,18 +12,18 @@ from himl_kernel.cli.main import main
 from himl_kernel.runstore import RunStore
 
 
-def _only_run(store: RunStore, experiment: str = "HelloWorld") -> str:
+def _only_run(store: RunStore, experiment: str = "PlainHelloWorld") -> str:
     runs = store.list_runs(experiment)
     assert len(runs) == 1
     return runs[0].run_id
 
 
 def test_helloworld_trains_and_keeps_outputs_metrics_and_params(himl_home: Path) -> None:
-    assert main(["run", "--model", "HelloWorld", "--max_epochs", "4"]) == 0
+    assert main(["run", "--model", "PlainHelloWorld", "--max_epochs", "4"]) == 0
     store = RunStore()
     run = store.get(_only_run(store))
     assert run.status == "FINISHED"
-    assert run.tags["himl.backend"] == "local" and run.tags["himl.model"] == "HelloWorld"
+    assert run.tags["himl.backend"] == "local" and run.tags["himl.model"] == "PlainHelloWorld"
     assert run.params["max_epochs"] == "4"
     assert [step for step, _ in store.metric_history(run.run_id, "val/loss")] == [0, 1, 2, 3]
     outputs = store.folders(run)[0]
@@ -34,9 +34,9 @@ def test_helloworld_trains_and_keeps_outputs_metrics_and_params(himl_home: Path)
 
 
 def test_crossvalidation_runs_three_child_runs_under_a_parent(himl_home: Path) -> None:
-    assert main(["run", "--model", "HelloWorld", "--max_epochs", "2", "--crossval_count", "3"]) == 0
+    assert main(["run", "--model", "PlainHelloWorld", "--max_epochs", "2", "--crossval_count", "3"]) == 0
     store = RunStore()
-    parents = [r for r in store.list_runs("HelloWorld") if not r.parent_run_id]
+    parents = [r for r in store.list_runs("PlainHelloWorld") if not r.parent_run_id]
     assert len(parents) == 1 and parents[0].status == "FINISHED"
     children = store.children(parents[0].run_id)
     assert sorted(c.params["crossval_index"] for c in children) == ["0", "1", "2"]
@@ -46,26 +46,38 @@ def test_crossvalidation_runs_three_child_runs_under_a_parent(himl_home: Path) -
 
 
 def test_parallel_sweep_runs_trials_in_subprocesses(himl_home: Path) -> None:
-    code = main(["run", "--model", "HelloWorld", "--max_epochs", "2", "--crossval_count", "2", "--max-parallel", "2"])
+    code = main(
+        ["run", "--model", "PlainHelloWorld", "--max_epochs", "2", "--crossval_count", "2", "--max-parallel", "2"]
+    )
     assert code == 0
     store = RunStore()
-    parent = next(r for r in store.list_runs("HelloWorld") if not r.parent_run_id)
+    parent = next(r for r in store.list_runs("PlainHelloWorld") if not r.parent_run_id)
     children = store.children(parent.run_id)
     assert len(children) == 2
     for child in children:
         logs = store.folders(child)[1]
-        assert "HelloWorld: w=" in (logs / "stdout.txt").read_text()
+        assert "PlainHelloWorld: w=" in (logs / "stdout.txt").read_text()
         assert child.status == "FINISHED"
 
 
 def test_failing_trial_fails_the_sweep_but_keeps_the_others(himl_home: Path) -> None:
     # an unknown logger name in the job's environment makes every trial fail inside the job
     code = main(
-        ["run", "--model", "HelloWorld", "--max_epochs", "1", "--crossval_count", "2", "--env", "HIML_LOGGERS=nope"]
+        [
+            "run",
+            "--model",
+            "PlainHelloWorld",
+            "--max_epochs",
+            "1",
+            "--crossval_count",
+            "2",
+            "--env",
+            "HIML_LOGGERS=nope",
+        ]
     )
     assert code != 0
     store = RunStore()
-    parent = next(r for r in store.list_runs("HelloWorld") if not r.parent_run_id)
+    parent = next(r for r in store.list_runs("PlainHelloWorld") if not r.parent_run_id)
     assert parent.status == "FAILED"
     assert {c.status for c in store.children(parent.run_id)} == {"FAILED"}
 
@@ -73,13 +85,13 @@ def test_failing_trial_fails_the_sweep_but_keeps_the_others(himl_home: Path) -> 
 def test_dry_run_prints_what_the_backend_receives_and_runs_nothing(
     himl_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["run", "--model", "HelloWorld", "--crossval_count", "2", "--dry-run", "--tag", "team=x"])
+    code = main(["run", "--model", "PlainHelloWorld", "--crossval_count", "2", "--dry-run", "--tag", "team=x"])
     assert code == 0
     document = yaml.safe_load(capsys.readouterr().out)
     assert document["backend"] == "local"
     assert document["job"]["entry"] == {
         "kind": "container",
-        "target": "HelloWorld",
+        "target": "PlainHelloWorld",
         "args": ["--crossval_count", "2"],
     }
     assert document["job"]["tags"]["team"] == "x"
@@ -90,14 +102,14 @@ def test_dry_run_prints_what_the_backend_receives_and_runs_nothing(
 def test_config_file_and_options(himl_home: Path, tmp_path: Path) -> None:
     config = tmp_path / "hello.yaml"
     config.write_text("max_epochs: 3\nlearning_rate: 0.1\n")
-    assert main(["run", "--model", "HelloWorld", "--config", str(config), "--max_epochs", "2"]) == 0
+    assert main(["run", "--model", "PlainHelloWorld", "--config", str(config), "--max_epochs", "2"]) == 0
     store = RunStore()
     run = store.get(_only_run(store))
     assert (run.params["max_epochs"], run.params["learning_rate"]) == ("2", "0.1")
 
 
 def test_model_help_lists_its_fields(himl_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--model", "HelloWorld", "--help"]) == 0
+    assert main(["run", "--model", "PlainHelloWorld", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--max_epochs" in out and "passes over the training data" in out and "--compute" in out
 
@@ -111,7 +123,7 @@ def test_run_inside_a_job_runs_the_model_as_that_run(himl_home: Path, monkeypatc
     monkeypatch.setenv("HIML_OUTPUT_FOLDER", str(outputs))
     monkeypatch.setenv("HIML_LOGS_FOLDER", str(logs))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.tracking_uri)
-    assert main(["run", "--model", "HelloWorld", "--max_epochs", "1"]) == 0
+    assert main(["run", "--model", "PlainHelloWorld", "--max_epochs", "1"]) == 0
     assert (outputs / "model.json").is_file()
     assert "test/loss" in store.get(stored.run_id).metrics
-    assert store.client.get_experiment_by_name("HelloWorld") is None  # no second run was created
+    assert store.client.get_experiment_by_name("PlainHelloWorld") is None  # no second run was created

@@ -30,7 +30,7 @@ class CrossValidation:
 
 @pytest.fixture(scope="module")
 def crossval(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrossValidation]:
-    """One 3-fold HelloWorld cross-validation in a private run store, shared by the module's tests."""
+    """One 3-fold PlainHelloWorld cross-validation in a private run store, shared by the module's tests."""
     home = tmp_path_factory.mktemp("himl_home")
     with pytest.MonkeyPatch.context() as mp:
         for name in list(os.environ):
@@ -39,9 +39,9 @@ def crossval(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrossValidati
         mp.setenv("HIML_HOME", str(home))
         mp.setenv("HIML_PLUGIN_AUTOLOAD", "0")
         mp.chdir(home)
-        assert main(["run", "--model", "HelloWorld", "--max_epochs", "2", "--crossval_count", "3"]) == 0
+        assert main(["run", "--model", "PlainHelloWorld", "--max_epochs", "2", "--crossval_count", "3"]) == 0
         store = RunStore()
-        parent = next(r for r in store.list_runs("HelloWorld") if not r.parent_run_id)
+        parent = next(r for r in store.list_runs("PlainHelloWorld") if not r.parent_run_id)
         children = sorted(store.children(parent.run_id), key=lambda r: int(r.params["crossval_index"]))
         yield CrossValidation(home, parent.run_id, children)
 
@@ -77,19 +77,19 @@ def test_list_shows_every_run_with_short_parent_and_backend(
         assert crossval.parent_id[:8] in line and crossval.parent_id not in line
         assert line.split()[-1] == "local" and "FINISHED" in line
     parent_line = next(line for line in lines if line.startswith(crossval.parent_id))
-    assert "HelloWorld" in parent_line
+    assert "PlainHelloWorld" in parent_line
 
 
 def test_list_json_filters_by_experiment_and_limits(
     crossval: CrossValidation, store: RunStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _himl(capsys, "runs", "list", "--experiment", "HelloWorld", "--limit", "2", "--json")
+    code, out, _ = _himl(capsys, "runs", "list", "--experiment", "PlainHelloWorld", "--limit", "2", "--json")
     assert code == 0
     runs = json.loads(out)
     assert len(runs) == 2
     everything = {c.run_id for c in crossval.children} | {crossval.parent_id}
     assert {r["run_id"] for r in runs} <= everything
-    assert all(r["experiment"] == "HelloWorld" and r["backend"] == "local" for r in runs)
+    assert all(r["experiment"] == "PlainHelloWorld" and r["backend"] == "local" for r in runs)
 
 
 def test_list_of_an_unknown_experiment_names_the_known_ones(
@@ -98,7 +98,7 @@ def test_list_of_an_unknown_experiment_names_the_known_ones(
     code, out, err = _himl(capsys, "runs", "list", "--experiment", "HelloWorl")
     assert code == 2 and out == ""
     assert err.strip().splitlines() == [err.strip()]
-    assert "unknown experiment 'HelloWorl'" in err and "'HelloWorld'" in err
+    assert "unknown experiment 'HelloWorl'" in err and "'PlainHelloWorld'" in err
 
 
 # -- show ---------------------------------------------------------------------------

@@ -1,0 +1,25 @@
+"""The Lightning layer: experiments written as PyTorch Lightning modules.
+
+Installed with the extra ``himl[lightning]``. A model author subclasses
+:class:`~himl_kernel.lightning.container.LightningContainer`, returns a
+LightningModule from ``create_model()`` and a LightningDataModule from
+``get_data_module()``; ``himl run --model NAME`` then trains, validates and
+tests it, with checkpoints, recovery from preemption, metrics in the run
+store and TensorBoard, cross-validation and seed sweeps::
+
+    from himl_kernel.lightning import LightningContainer
+
+    class MyExperiment(LightningContainer):
+        def create_model(self) -> LightningModule: ...
+        def get_data_module(self) -> LightningDataModule: ...
+
+Importing this package imports torch and Lightning; the kernel imports it only
+when a Lightning container runs.
+"""
+
+from __future__ import annotations
+
+from himl_kernel.lightning.container import LightningContainer
+from himl_kernel.lightning.loggers import log_learning_rate, log_on_epoch
+
+__all__ = ["LightningContainer", "log_learning_rate", "log_on_epoch"]
