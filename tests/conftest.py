@@ -36,6 +36,16 @@ def _not_inside_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_active_run_outlives_its_test() -> Iterator[None]:
+    """A test that activates a run (submit_if_needed inside a job does, for good) must not leak it."""
+    from himl_kernel import current
+
+    before = list(current._STACK)
+    yield
+    current._STACK[:] = before
+
+
 @pytest.fixture
 def himl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private run store and cache, with the current folder in tmp_path."""

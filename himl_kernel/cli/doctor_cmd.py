@@ -191,11 +191,24 @@ def _find_in(name: str, search_path: list[str]) -> ModuleSpec | None:
             continue
         try:
             spec = find_spec(name, search_path)
+        except KeyError:  # a namespace package (``azure.ai``) asks for its parent, which is not imported
+            return _namespace_spec(name, search_path)
         except (ImportError, ValueError):
             continue
         if spec is not None:
             return spec  # type: ignore[no-any-return]
     return None
+
+
+def _namespace_spec(name: str, search_path: list[str]) -> ModuleSpec | None:
+    """The spec of namespace package ``name``: its folders in ``search_path``, found without importing."""
+    last = name.rpartition(".")[2]
+    folders = [str(Path(p) / last) for p in search_path if (Path(p) / last).is_dir()]
+    if not folders:
+        return None
+    spec = ModuleSpec(name, None, is_package=True)
+    spec.submodule_search_locations = folders
+    return spec
 
 
 def _version_of(distribution: str) -> str:

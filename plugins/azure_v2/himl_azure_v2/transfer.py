@@ -215,7 +215,7 @@ def upload_folder(
                 blob_name,
                 handle,
                 overwrite=True,
-                content_settings=ContentSettings(content_md5=bytearray(md5)),  # type: ignore[no-untyped-call]
+                content_settings=ContentSettings(content_md5=bytearray(md5)),
                 validate_content=True,
                 max_concurrency=4,
             )

@@ -93,7 +93,7 @@ class Workspace:
             credential = {"account_name": store.account_name, "account_key": key}
         elif sas:
             credential = sas
-        retry = ExponentialRetry(initial_backoff=2, increment_base=2, retry_total=retries)  # type: ignore[no-untyped-call]
+        retry = ExponentialRetry(initial_backoff=2, increment_base=2, retry_total=retries)
         return ContainerClient(
             account_url,
             store.container_name,
