@@ -35,6 +35,24 @@ class ComputeBackend(Protocol):
 
 
 @runtime_checkable
+class RunFiles(Protocol):
+    """The files of a run kept outside the local run store (returned by ``himl_locate_run``)."""
+
+    @property
+    def where(self) -> str:
+        """Where the run lives, in words (``AzureML workspace 'ws'``), for messages."""
+        ...
+
+    def download(self, path: str, dest: Path) -> Path:
+        """Copy the run's files under ``path`` (``outputs``, ``logs``; empty: all) to ``dest/path``.
+
+        Returns the local copy of ``path`` (``dest`` itself when ``path`` is empty),
+        as MLflow's ``download_artifacts`` does.
+        """
+        ...
+
+
+@runtime_checkable
 class DatasetProvider(Protocol):
     """Makes a DatasetConfig available as a folder."""
 

@@ -22,7 +22,14 @@ import pluggy
 
 if TYPE_CHECKING:
     from himl_kernel.container import Container
-    from himl_kernel.contracts import CheckpointSource, Command, ComputeBackend, DatasetProvider, LoggerFactory
+    from himl_kernel.contracts import (
+        CheckpointSource,
+        Command,
+        ComputeBackend,
+        DatasetProvider,
+        LoggerFactory,
+        RunFiles,
+    )
     from himl_kernel.doctor import DoctorReport
     from himl_kernel.job import JobSpec, Submission
     from himl_kernel.registry import Registry
@@ -62,6 +69,24 @@ def himl_detect_run(environ: Mapping[str, str]) -> RunInfo | None:
         The RunInfo of the current run when the environment is your
         backend's, else None. The first non-None result wins; keep the check
         cheap and import heavy libraries only once it has matched.
+    """
+
+
+@hookspec(firstresult=True)
+def himl_locate_run(run_id: str) -> RunFiles | None:
+    """Find a run that is not in the local run store (an AzureML job, say).
+
+    ``himl runs download`` and ``himl tb`` ask this when the id is unknown locally.
+
+    Args:
+        run_id: the run id the user gave.
+
+    Returns:
+        An object with ``download(path, dest)`` (see
+        :class:`~himl_kernel.contracts.RunFiles`) when the run is your
+        backend's, else None. The first non-None result wins; raise
+        :class:`~himl_kernel.errors.HimlError` when the id has your backend's
+        form but the run does not exist.
     """
 
 

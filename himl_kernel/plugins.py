@@ -30,7 +30,14 @@ from himl_kernel.registry import Registry
 
 if TYPE_CHECKING:
     from himl_kernel.container import Container
-    from himl_kernel.contracts import CheckpointSource, Command, ComputeBackend, DatasetProvider, LoggerFactory
+    from himl_kernel.contracts import (
+        CheckpointSource,
+        Command,
+        ComputeBackend,
+        DatasetProvider,
+        LoggerFactory,
+        RunFiles,
+    )
     from himl_kernel.doctor import DoctorReport
     from himl_kernel.job import JobSpec, Submission
     from himl_kernel.runinfo import RunInfo
@@ -186,6 +193,10 @@ class PluginHost:
     def detect_run(self, environ: Mapping[str, str] | None = None) -> RunInfo | None:
         view = _EnvironView(os.environ if environ is None else environ)
         result: RunInfo | None = self.pm.hook.himl_detect_run(environ=view)
+        return result
+
+    def locate_run(self, run_id: str) -> RunFiles | None:
+        result: RunFiles | None = self.pm.hook.himl_locate_run(run_id=run_id)
         return result
 
     def add_options(self, group: argparse._ArgumentGroup, command: str) -> None:

@@ -38,6 +38,7 @@ CORE_COMMANDS: dict[str, CoreCommand] = {
     "plugins": CoreCommand("list installed plugins and what each contributes", "himl_kernel.cli.info_cmd"),
     "models": CoreCommand("list the models (containers) that `himl run --model` accepts", "himl_kernel.cli.info_cmd"),
     "runs": CoreCommand("list, show, download and aggregate runs in the run store", "himl_kernel.cli.runs_cmd"),
+    "tb": CoreCommand("TensorBoard over the logs of runs (local, or located by a plugin)", "himl_kernel.cli.tb_cmd"),
     "checkpoint": CoreCommand(
         "resolve a checkpoint reference (path, URL, RUN_ID:path) to a local file", "himl_kernel.cli.checkpoint_cmd"
     ),

@@ -70,10 +70,11 @@ def configure_runs(parser: argparse.ArgumentParser, host: PluginHost) -> None:
 def run_runs(args: argparse.Namespace, host: PluginHost) -> int:
     from himl_kernel.runstore import RunStore
 
+    if args.runs_command == "download":
+        return _download(args, RunStore(), host)
     handlers: dict[str, Callable[[argparse.Namespace, RunStore], int]] = {
         "list": _list,
         "show": _show,
-        "download": _download,
         "aggregate": _aggregate,
     }
     return handlers[args.runs_command](args, RunStore())
@@ -207,16 +208,26 @@ def _duration(run: StoredRun) -> str:
 # -- download --------------------------------------------------------------------
 
 
-def _download(args: argparse.Namespace, store: RunStore) -> int:
-    run = store.get(args.run_id)
-    dest = Path(args.dest) if args.dest else Path.cwd() / run.run_id
+def download_run_files(store: RunStore, host: PluginHost, run_id: str, path: str, dest: Path) -> Path:
+    """A run's files under ``path`` copied into ``dest``, from the run store or from a plugin that knows the run."""
     if dest.exists() and not dest.is_dir():
         raise HimlError(f"--dest {dest} is a file; give a folder")
-    local = store.download(run.run_id, args.path, dest)
+    if store.exists(run_id):
+        return store.download(run_id, path, dest)
+    located = host.locate_run(run_id)
+    if located is None:
+        store.get(run_id)  # raises the one-line "unknown run id" error
+    assert located is not None
+    return located.download(path, dest)
+
+
+def _download(args: argparse.Namespace, store: RunStore, host: PluginHost) -> int:
+    dest = Path(args.dest) if args.dest else Path.cwd() / args.run_id
+    local = download_run_files(store, host, args.run_id, args.path, dest)
     copied = [p for p in local.rglob("*") if p.is_file()] if local.is_dir() else [local]
     size = sum(p.stat().st_size for p in copied)
     what = f"{args.path.strip('/')!r} of run" if args.path.strip("/") else "run"
-    print(f"downloaded {len(copied)} file(s), {format_size(size)}, of {what} {run.run_id} to {local}")
+    print(f"downloaded {len(copied)} file(s), {format_size(size)}, of {what} {args.run_id} to {local}")
     return 0
 
 

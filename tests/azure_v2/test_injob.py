@@ -180,3 +180,40 @@ def test_target_folders_are_links_to_where_azureml_put_the_data(
     assert info.input_datasets == [target] and (target / "a.txt").read_text() == "a"
     assert info.output_datasets == [tmp_path / "mnt" / "OUTPUT_0"]
     assert host.detect_run(env).input_datasets == [target]  # type: ignore[union-attr]  # a second process too
+
+
+def test_runs_download_and_tb_accept_azureml_job_ids(
+    workspace_dir: Path,
+    control_plane: ControlPlane,
+    fresh_containers: BlobServiceClient,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from himl_kernel.cli.main import main
+
+    control_plane.jobs_by_name["trained_job_5"] = object()
+    put_checkpoint(fresh_containers, "trained_job_5", b"weights")
+    events_dir = workspace_dir / "made_events"
+    writer = SummaryWriter(log_dir=str(events_dir))
+    writer.add_scalar("val/loss", 0.5, 1)
+    writer.close()
+    (event_file,) = events_dir.glob("events.out.tfevents.*")
+    data = event_file.read_bytes()
+    blob = fresh_containers.get_blob_client(
+        ARTIFACT_CONTAINER, f"ExperimentRun/dcid.trained_job_5/logs/{event_file.name}"
+    )
+    blob.upload_blob(data, content_settings=ContentSettings(content_md5=hashlib.md5(data).digest()))
+
+    assert main(["runs", "download", "trained_job_5", "--dest", "got"]) == 0
+    assert (workspace_dir / "got" / "outputs" / "checkpoints" / "last.ckpt").read_bytes() == b"weights"
+    assert (workspace_dir / "got" / "logs" / event_file.name).read_bytes() == data
+
+    capsys.readouterr()
+    assert main(["tb", "trained_job_5", "--print-only", "--dest", "tb"]) == 0
+    label, _, folder = capsys.readouterr().out.strip().partition(":")
+    assert label == "trained_job_5" and (Path(folder) / event_file.name).read_bytes() == data
+
+    assert main(["runs", "download", "no_such_job"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("himl: error:")]
+    assert errors == ["himl: error: run id 'no_such_job' does not exist in AzureML workspace 'himl-ws'"]

@@ -137,3 +137,35 @@ def wait_for(path: Path, timeout_s: float) -> Path:
             raise HimlError(f"waited {timeout_s:.0f} s for local rank 0 to download {str(path)!r}")
         time.sleep(0.5)
     return path
+
+
+class AzureJobFiles:
+    """An AzureML job's files, for ``himl runs download`` and ``himl tb`` (through ``himl_locate_run``)."""
+
+    def __init__(self, workspace: Workspace, run_id: str) -> None:
+        self.workspace = workspace
+        self.run_id = run_id
+
+    @property
+    def where(self) -> str:
+        return f"AzureML workspace {self.workspace.config.workspace_name!r}"
+
+    def download(self, path: str, dest: Path) -> Path:
+        folders = [path.strip("/")] if path.strip("/") else ["outputs", "logs"]
+        for folder in folders:
+            download_run_files(self.run_id, folder, dest / folder, workspace=self.workspace, show_progress=False)
+        return dest / folders[0] if len(folders) == 1 else dest
+
+
+def locate_job(run_id: str) -> AzureJobFiles | None:
+    """The job ``run_id`` of the configured workspace; None when no workspace is configured here."""
+    from himl_azure_v2.config import find_workspace_config
+    from himl_azure_v2.workspace import Workspace
+
+    try:
+        config = find_workspace_config()
+    except HimlError:
+        return None  # no workspace here: the id is not ours to explain
+    workspace = Workspace(config)
+    require_job(workspace, run_id)
+    return AzureJobFiles(workspace, run_id)

@@ -8,6 +8,7 @@ this module imports nothing from Azure or MLflow):
 - checkpoint source ``azureml-run``: ``AZUREML_RUN_ID:path``;
 - logger ``azureml``: a local run's metrics mirrored to the workspace;
 - subcommand ``himl azure upload|download``;
+- ``himl runs download`` and ``himl tb`` for AzureML job ids (``himl_locate_run``);
 - options ``--cluster``, ``--distribution``, ``--workspace-config`` for ``himl run`` and ``himl submit``;
 - run detection inside AzureML jobs, and ``himl doctor`` checks.
 """
@@ -22,7 +23,14 @@ from typing import TYPE_CHECKING
 from himl_kernel import hookimpl
 
 if TYPE_CHECKING:
-    from himl_kernel.contracts import CheckpointSource, Command, ComputeBackend, DatasetProvider, LoggerFactory
+    from himl_kernel.contracts import (
+        CheckpointSource,
+        Command,
+        ComputeBackend,
+        DatasetProvider,
+        LoggerFactory,
+        RunFiles,
+    )
     from himl_kernel.doctor import DoctorReport
     from himl_kernel.job import JobSpec
     from himl_kernel.registry import Registry
@@ -46,6 +54,13 @@ def himl_detect_run(environ: Mapping[str, str]) -> RunInfo | None:
     from himl_azure_v2.injob import run_info_from_environ
 
     return run_info_from_environ(environ)
+
+
+@hookimpl
+def himl_locate_run(run_id: str) -> RunFiles | None:
+    from himl_azure_v2.checkpoints import locate_job
+
+    return locate_job(run_id)
 
 
 @hookimpl
