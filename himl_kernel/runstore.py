@@ -112,13 +112,16 @@ class RunStore:
             _quiet_mlflow()
             if self.is_default_store:
                 self.home.mkdir(parents=True, exist_ok=True)
-            from mlflow.tracking import MlflowClient
+            from himl_kernel import heap
 
-            _quiet_mlflow()  # mlflow sets its own logger levels on import
-            try:
-                self._client = MlflowClient(tracking_uri=self.tracking_uri)
-            except Exception as exc:
-                raise HimlError(f"cannot open the run store {self.tracking_uri}: {exc}") from exc
+            with heap.loading():  # MLflow, SQLAlchemy and alembic load here (and the store's schema check)
+                from mlflow.tracking import MlflowClient
+
+                _quiet_mlflow()  # mlflow sets its own logger levels on import
+                try:
+                    self._client = MlflowClient(tracking_uri=self.tracking_uri)
+                except Exception as exc:
+                    raise HimlError(f"cannot open the run store {self.tracking_uri}: {exc}") from exc
         return self._client
 
     # -- experiments and runs ------------------------------------------------

@@ -82,6 +82,17 @@ def _split_global(argv: list[str]) -> tuple[bool, str | None, list[str], list[st
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``himl`` command; ``argv`` defaults to ``sys.argv[1:]``.
+
+    Without ``argv`` this is the command line (the console script, ``python -m
+    himl_kernel``), a process that ends when this returns: it loads its big
+    libraries and ends without the garbage collector's long passes (see
+    :mod:`himl_kernel.heap`). Callers that pass ``argv`` keep their process as it was.
+    """
+    from himl_kernel import heap
+
+    if argv is None:
+        heap.mark_command_line()
     args = list(sys.argv[1:] if argv is None else argv)
     verbose, command, before, rest = _split_global(args)
     try:
@@ -94,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("himl: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if argv is None:
+            heap.prepare_exit()
 
 
 def _dispatch(verbose: bool, command: str | None, before: list[str], rest: list[str]) -> int:

@@ -38,7 +38,10 @@ def run_run(args: argparse.Namespace, host: PluginHost) -> int:
             parser.print_help()
             return 0
         raise HimlError("himl run: --model is required; `himl models` lists the models")
-    cls = host.containers.get(args.model)
+    from himl_kernel import heap
+
+    with heap.loading():  # the model's module imports its libraries (torch, Lightning...)
+        cls = host.containers.get(args.model)
     if wants_help:
         print(f"usage: himl run --model {args.model} [options] [model fields]\n")
         parser.print_help()
