@@ -54,3 +54,30 @@ def slide_folder(tmp_path_factory: pytest.TempPathFactory) -> SlideFolder:
     table = folder / "dataset.csv"
     table.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return SlideFolder(folder, slides, corrupt, table)
+
+
+MIL_SIZE = (3200, 2400)
+
+
+@dataclass(frozen=True)
+class MilSlides:
+    """Forty slides, every second one positive (with signal squares), and their dataset.csv."""
+
+    slides: dict[str, SyntheticSlide]
+    table: Path
+
+
+@pytest.fixture(scope="session")
+def mil_slides(tmp_path_factory: pytest.TempPathFactory) -> MilSlides:
+    folder = tmp_path_factory.mktemp("mil")
+    slides = {}
+    lines = ["image,slide_id,label"]
+    for index in range(40):
+        slide = write_synthetic_slide(
+            folder / f"mil_{index:02d}.svs", *MIL_SIZE, seed=200 + index, positive=index % 2 == 1
+        )
+        slides[slide.path.stem] = slide
+        lines.append(f"{slide.path.name},{slide.path.stem},{slide.label}")
+    table = folder / "dataset.csv"
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return MilSlides(slides, table)

@@ -16,7 +16,20 @@ from himl_kernel.doctor import DoctorReport
 from himl_kernel.testing import fresh_host
 from tests.conftest import run_himl
 
-HEAVY = ("numpy", "openslide", "tifffile", "PIL", "girder_client", "torch", "imagecodecs", "monai", "cucim")
+HEAVY = (
+    "numpy",
+    "openslide",
+    "tifffile",
+    "PIL",
+    "girder_client",
+    "torch",
+    "imagecodecs",
+    "monai",
+    "cucim",
+    "timm",
+    "torchmetrics",
+    "lightning",
+)
 
 PROBE = textwrap.dedent(
     """
@@ -25,6 +38,7 @@ PROBE = textwrap.dedent(
     from himl_kernel.plugins import build_host
     host = build_host()
     names = host.commands.names()
+    models = host.containers.names()
     after_discovery = sorted(sys.modules)
     from himl_kernel.cli.main import main
     with redirect_stdout(io.StringIO()) as out:
@@ -32,7 +46,7 @@ PROBE = textwrap.dedent(
             main(["cpath", "--help"])
         except SystemExit:
             pass
-    print(json.dumps({"commands": names, "help": out.getvalue(),
+    print(json.dumps({"commands": names, "models": models, "help": out.getvalue(),
                       "after_discovery": after_discovery, "after_help": sorted(sys.modules)}))
     """
 )
@@ -50,6 +64,7 @@ def test_entry_point_registers_cpath_and_imports_nothing_heavy(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert "cpath" in report["commands"]
+    assert "DeepMIL" in report["models"]
     for name in ("tile", "montage", "dsa-upload", "info"):
         assert name in report["help"]
     assert heavy(report["after_discovery"]) == []
@@ -63,7 +78,7 @@ def test_plugin_listing_and_doctor(tmp_path: Path) -> None:
     report = DoctorReport()
     himl_cpath.plugin.himl_doctor(report)
     rows = {row.topic: row.status for row in report.rows}
-    assert rows["cpath: openslide"] == "ok" and rows["cpath: tifffile"] == "ok"
+    assert rows["cpath: openslide"] == "ok" and rows["cpath: tifffile"] == "ok" and rows["cpath: timm"] == "ok"
     assert rows["cpath: cucim"] in ("ok", "missing")
     listed = run_himl("plugins", cwd=tmp_path)
     assert listed.returncode == 0 and "himl-cpath" in listed.stdout and "commands: cpath" in listed.stdout

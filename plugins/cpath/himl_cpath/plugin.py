@@ -1,7 +1,8 @@
-"""The himl-cpath plugin: registers ``himl cpath`` and its ``himl doctor`` checks.
+"""The himl-cpath plugin: registers ``himl cpath``, the DeepMIL container and its ``himl doctor`` checks.
 
 Light on purpose: it imports nothing but the kernel's marker; the command's
-module loads only when ``himl cpath`` runs.
+module loads only when ``himl cpath`` runs, and DeepMIL's (torch, Lightning,
+timm) only when ``himl run --model DeepMIL`` does.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from himl_kernel import hookimpl
 
 if TYPE_CHECKING:
+    from himl_kernel.container import Container
     from himl_kernel.contracts import Command
     from himl_kernel.doctor import DoctorReport
     from himl_kernel.registry import Registry
@@ -23,11 +25,23 @@ def himl_register_commands(registry: Registry[Command]) -> None:
 
 
 @hookimpl
+def himl_register_containers(registry: Registry[type[Container]]) -> None:
+    registry.add(
+        "DeepMIL",
+        "himl_cpath.deepmil:DeepMIL",
+        "slide classification by attention-based multiple-instance learning over tiles (timm encoder)",
+        requires=("lightning", "timm", "torchmetrics"),
+    )
+
+
+@hookimpl
 def himl_doctor(report: DoctorReport) -> None:
     for module, distribution, needed in (
         ("openslide", "openslide-python openslide-bin", True),
         ("tifffile", "tifffile imagecodecs", True),
         ("girder_client", "girder-client", True),
+        ("timm", "timm", True),
+        ("torchmetrics", "torchmetrics", True),
         ("cucim", "cucim", False),
     ):
         if importlib.util.find_spec(module) is not None:

@@ -1,0 +1,264 @@
+"""The data of DeepMIL: slide splits, bags of cached features or of tile images, and padded batches.
+
+A bag is one slide: its label and its tiles, either as cached features
+(N, D) of a frozen encoder (:mod:`himl_cpath.feature_cache`) or as tile
+images (N, 3, H, W) cut on the fly for an encoder that is trained too.
+:func:`collate_bags` pads the bags of a batch to the longest one and adds a
+``mask`` (True for real tiles), which is what the pooling layers take.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
+
+from himl_cpath.slide_table import SlideRecord
+from himl_cpath.tiling import TilingOptions
+from himl_kernel.errors import HimlError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class LabelledSlide:
+    """A slide with its class index."""
+
+    record: SlideRecord
+    label: int
+
+
+@dataclass
+class SlideSplits:
+    """The slides of each split."""
+
+    train: list[LabelledSlide] = field(default_factory=list)
+    val: list[LabelledSlide] = field(default_factory=list)
+    test: list[LabelledSlide] = field(default_factory=list)
+
+    def of(self, split: str) -> list[LabelledSlide]:
+        return list(getattr(self, split))
+
+
+def class_indices(records: Sequence[SlideRecord], num_classes: int) -> list[LabelledSlide]:
+    """Each slide's label as a class index in [0, num_classes); a slide without one is an error."""
+    labelled = []
+    for record in records:
+        try:
+            label = int(float(record.label))
+        except ValueError:
+            raise HimlError(
+                f"slide {record.slide_id}: label {record.label!r} is not a class index 0..{num_classes - 1}"
+            ) from None
+        if not 0 <= label < num_classes:
+            raise HimlError(f"slide {record.slide_id}: label {label} is outside 0..{num_classes - 1}")
+        labelled.append(LabelledSlide(record, label))
+    return labelled
+
+
+def split_slides(
+    slides: Sequence[LabelledSlide],
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    fixed: dict[str, str] | None = None,
+    crossval_count: int = 1,
+    crossval_index: int | None = None,
+) -> SlideSplits:
+    """Train, validation and test slides.
+
+    Slides named in ``fixed`` (slide id -> split, from a ``split`` column) go
+    where it says. The rest are shuffled with ``seed`` within each class and
+    dealt out by the fractions, so every split keeps the class balance. With
+    cross-validation the test slides stay the same and fold
+    ``crossval_index`` of the remaining ones is the validation set.
+    """
+    fixed = fixed or {}
+    splits = SlideSplits()
+    free: dict[int, list[LabelledSlide]] = {}
+    for slide in slides:
+        where = fixed.get(slide.record.slide_id, "")
+        if where:
+            if where not in SPLITS:
+                raise HimlError(f"slide {slide.record.slide_id}: split {where!r} is not one of {', '.join(SPLITS)}")
+            getattr(splits, where).append(slide)
+        else:
+            free.setdefault(slide.label, []).append(slide)
+    rng = random.Random(seed)
+    for label in sorted(free):
+        members = sorted(free[label], key=lambda s: s.record.slide_id)
+        rng.shuffle(members)
+        n_test = round(len(members) * test_fraction)
+        splits.test += members[:n_test]
+        rest = members[n_test:]
+        if crossval_count > 1 and crossval_index is not None:
+            for position, slide in enumerate(rest):
+                (splits.val if position % crossval_count == crossval_index else splits.train).append(slide)
+        else:
+            n_val = round(len(members) * val_fraction)
+            splits.val += rest[:n_val]
+            splits.train += rest[n_val:]
+    for name in SPLITS:
+        if not splits.of(name):
+            raise HimlError(f"no slides for the {name} split: {len(slides)} slides are too few for these fractions")
+    return splits
+
+
+class FeatureBags(Dataset[dict[str, Any]]):
+    """Bags of cached tile features; in training, at most ``max_bag_size`` tiles drawn at random each time."""
+
+    def __init__(self, folder: Path, slides: Sequence[LabelledSlide], max_bag_size: int = 0) -> None:
+        from himl_cpath.feature_cache import load_features
+
+        self.slides = list(slides)
+        self.max_bag_size = max_bag_size
+        self.bags = [load_features(folder, s.record.slide_id) for s in self.slides]
+        empty = [s.slide_id for s in self.bags if len(s.features) == 0]
+        if empty:
+            raise HimlError(f"slides without any tile that has enough tissue: {', '.join(empty)}")
+
+    def __len__(self) -> int:
+        return len(self.slides)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        bag = self.bags[index]
+        chosen = torch.arange(len(bag.features))
+        if 0 < self.max_bag_size < len(chosen):
+            chosen = torch.randperm(len(chosen))[: self.max_bag_size].sort().values
+        return {
+            "slide_id": bag.slide_id,
+            "label": self.slides[index].label,
+            "features": bag.features[chosen],
+            "tile_x": bag.tile_x[chosen],
+            "tile_y": bag.tile_y[chosen],
+        }
+
+
+class ImageBags(Dataset[dict[str, Any]]):
+    """Bags of tile images cut from the slides as they are asked for (for an encoder that is trained)."""
+
+    def __init__(
+        self,
+        slides: Sequence[LabelledSlide],
+        options: TilingOptions,
+        max_bag_size: int = 0,
+        seed: int = 0,
+        backend: str | None = None,
+    ) -> None:
+        from himl_cpath.datasets import SlideTilesDataset
+
+        self.slides = list(slides)
+        self.tiles = SlideTilesDataset(
+            [s.record for s in self.slides], options, max_tiles=max_bag_size or None, seed=seed, backend=backend
+        )
+
+    def __len__(self) -> int:
+        return len(self.slides)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.tiles[index]
+        if len(item["image"]) == 0:
+            raise HimlError(f"slide {item['slide_id']} has no tile with enough tissue")
+        return {
+            "slide_id": item["slide_id"],
+            "label": self.slides[index].label,
+            "images": torch.from_numpy(item["image"]),
+            "tile_x": torch.from_numpy(item["tile_x"]),
+            "tile_y": torch.from_numpy(item["tile_y"]),
+        }
+
+
+def collate_bags(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Bags padded with zeros to the longest one, a ``mask`` of the real tiles, labels as a tensor."""
+    key = "features" if "features" in items[0] else "images"
+    lengths = [len(item[key]) for item in items]
+    longest = max(lengths)
+    mask = torch.zeros(len(items), longest, dtype=torch.bool)
+    for row, length in enumerate(lengths):
+        mask[row, :length] = True
+
+    def pad(name: str) -> Tensor:
+        first: Tensor = items[0][name]
+        out = torch.zeros((len(items), longest, *first.shape[1:]), dtype=first.dtype)
+        for row, item in enumerate(items):
+            out[row, : len(item[name])] = item[name]
+        return out
+
+    return {
+        "slide_id": [item["slide_id"] for item in items],
+        "label": torch.tensor([item["label"] for item in items], dtype=torch.int64),
+        key: pad(key),
+        "tile_x": pad("tile_x"),
+        "tile_y": pad("tile_y"),
+        "mask": mask,
+    }
+
+
+class DeepMILDataModule(LightningDataModule):
+    """Bags for each split: cached features when ``feature_cache`` is given, else tile images."""
+
+    def __init__(
+        self,
+        splits: SlideSplits,
+        *,
+        options: TilingOptions,
+        batch_size: int,
+        max_bag_size: int = 0,
+        max_bag_size_inference: int = 0,
+        feature_cache: Path | None = None,
+        prepare: Any = None,
+        seed: int = 0,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.splits = splits
+        self.options = options
+        self.batch_size = batch_size
+        self.max_bag_size = max_bag_size
+        self.max_bag_size_inference = max_bag_size_inference
+        self.feature_cache = feature_cache
+        self._prepare = prepare
+        self.seed = seed
+        self.backend = backend
+        self.datasets: dict[str, Dataset[dict[str, Any]]] = {}
+
+    @override
+    def prepare_data(self) -> None:  # once per machine: fill the feature cache
+        if self._prepare is not None:
+            self._prepare()
+
+    def _dataset(self, split: str) -> Dataset[dict[str, Any]]:
+        if split not in self.datasets:
+            size = self.max_bag_size if split == "train" else self.max_bag_size_inference
+            slides = self.splits.of(split)
+            if self.feature_cache is not None:
+                self.datasets[split] = FeatureBags(self.feature_cache, slides, size)
+            else:
+                self.datasets[split] = ImageBags(slides, self.options, size, self.seed, self.backend)
+        return self.datasets[split]
+
+    def _loader(self, split: str) -> DataLoader[dict[str, Any]]:
+        return DataLoader(
+            self._dataset(split), batch_size=self.batch_size, shuffle=split == "train", collate_fn=collate_bags
+        )
+
+    @override
+    def train_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._loader("train")
+
+    @override
+    def val_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._loader("val")
+
+    @override
+    def test_dataloader(self) -> DataLoader[dict[str, Any]]:
+        return self._loader("test")

@@ -1,0 +1,148 @@
+"""Tile features of a frozen encoder, computed once and kept on disk.
+
+With a frozen encoder a tile's features never change, so each tile is
+encoded once and every epoch reads the features instead of the pixels. The
+cache is a folder per encoder (its :attr:`~himl_cpath.encoders.TileEncoder.identity`:
+model and weights) and tiling (tile size, level, overlap, occupancy, mask
+level), holding one ``SLIDE_ID.pt`` per slide with the features (N, D) and
+each tile's level-0 ``tile_x``/``tile_y`` and occupancy. An entry also
+records the slide file's size and modification time; a slide file that
+changed is encoded again. Entries are written to a temporary name and
+renamed, so an interrupted run leaves no half-written entry.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from himl_cpath.encoders import TileEncoder
+from himl_cpath.slide_table import SlideRecord
+from himl_cpath.tiling import TilingOptions
+
+
+@dataclass(frozen=True)
+class SlideFeatures:
+    """The cached features of one slide's tiles."""
+
+    slide_id: str
+    features: Tensor  # (N, D) float32
+    tile_x: Tensor  # (N,) int64, level 0
+    tile_y: Tensor  # (N,) int64, level 0
+
+
+def tiling_key(options: TilingOptions) -> str:
+    """A folder name that says how the slides were tiled."""
+    return (
+        f"tile{options.tile_size}-level{options.level}-overlap{options.overlap}"
+        f"-occupancy{options.min_occupancy:g}-mask{options.mask_level}"
+    )
+
+
+def cache_folder(root: Path, encoder: TileEncoder, options: TilingOptions) -> Path:
+    """Where the features of ``encoder`` over tiles cut by ``options`` are kept."""
+    return Path(root) / encoder.identity / tiling_key(options)
+
+
+def _stamp(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns]
+
+
+def _entry_is_current(entry: Path, record: SlideRecord) -> bool:
+    if not entry.is_file():
+        return False
+    try:
+        stored = torch.load(entry, map_location="cpu", weights_only=True)
+    except Exception:  # an unreadable entry is rewritten
+        return False
+    return bool(stored.get("stamp") == _stamp(record.image))
+
+
+def encode_slide(
+    record: SlideRecord,
+    encoder: TileEncoder,
+    options: TilingOptions,
+    *,
+    batch_size: int = 64,
+    backend: str | None = None,
+) -> dict[str, Tensor | list[int]]:
+    """The features of every kept tile of one slide (in :func:`~himl_cpath.tiling.plan_tiles` order)."""
+    import numpy as np
+
+    from himl_cpath.slide import open_slide
+    from himl_cpath.tiling import group_tiles, plan_tiles, read_tiles, tissue_mask_for
+
+    chunks: list[Tensor] = []
+    xs: list[int] = []
+    ys: list[int] = []
+    pending: list[np.ndarray] = []
+
+    def flush() -> None:
+        if pending:
+            batch = torch.from_numpy(np.stack(pending).transpose(0, 3, 1, 2).copy())
+            chunks.append(encoder(batch).detach().float().cpu())
+            pending.clear()
+
+    with open_slide(record.image, backend) as reader:
+        tiles = plan_tiles(reader, tissue_mask_for(reader, options, record.mask), options)
+        for tile, pixels in read_tiles(reader, group_tiles(tiles, reader, options), options):
+            pending.append(np.ascontiguousarray(pixels))
+            xs.append(tile.x)
+            ys.append(tile.y)
+            if len(pending) >= batch_size:
+                flush()
+        flush()
+    features = torch.cat(chunks) if chunks else torch.zeros(0, encoder.num_features)
+    # tiles are read block by block; keep them in the plan's (row by row) order
+    place = {(tile.x, tile.y): index for index, tile in enumerate(tiles)}
+    order = torch.tensor(sorted(range(len(xs)), key=lambda i: place[(xs[i], ys[i])]), dtype=torch.int64)
+    return {
+        "features": features[order],
+        "tile_x": torch.tensor(xs, dtype=torch.int64)[order],
+        "tile_y": torch.tensor(ys, dtype=torch.int64)[order],
+        "stamp": _stamp(record.image),
+    }
+
+
+def cache_features(
+    records: Sequence[SlideRecord],
+    encoder: TileEncoder,
+    options: TilingOptions,
+    root: Path,
+    *,
+    batch_size: int = 64,
+    backend: str | None = None,
+) -> tuple[Path, int]:
+    """Encode every slide whose entry is missing or stale; the cache folder and how many slides were encoded."""
+    folder = cache_folder(root, encoder, options)
+    folder.mkdir(parents=True, exist_ok=True)
+    encoded = 0
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        for record in records:
+            entry = folder / f"{record.slide_id}.pt"
+            if _entry_is_current(entry, record):
+                continue
+            stored = encode_slide(record, encoder, options, batch_size=batch_size, backend=backend)
+            fd, temp = tempfile.mkstemp(prefix=f".{entry.name}.", dir=folder)
+            os.close(fd)
+            torch.save(stored, temp)
+            os.replace(temp, entry)
+            encoded += 1
+    finally:
+        encoder.train(was_training)
+    return folder, encoded
+
+
+def load_features(folder: Path, slide_id: str) -> SlideFeatures:
+    """One slide's entry from a cache folder."""
+    stored = torch.load(Path(folder) / f"{slide_id}.pt", map_location="cpu", weights_only=True)
+    return SlideFeatures(slide_id, stored["features"], stored["tile_x"], stored["tile_y"])
