@@ -93,22 +93,14 @@ def _plan(
     record: SlideRecord, options: TilingOptions, backend: str | None, tiles_per_batch: int
 ) -> list[list[TileBlock]]:
     from himl_cpath.slide import open_slide
-    from himl_cpath.tiling import group_tiles, plan_tiles, tissue_mask_for
+    from himl_cpath.tiling import chunk_by_tiles, group_tiles, plan_tiles, tissue_mask_for
 
     with open_slide(record.image, backend) as reader:
         mask = tissue_mask_for(reader, options, record.mask)
         # OpenSlide caches decoded tiles itself; other readers gain by reading neighbours together
         cells = 1 if reader.backend == "openslide" else 4
         blocks = group_tiles(plan_tiles(reader, mask, options), reader, options, block=cells)
-    batches: list[list[TileBlock]] = [[]]
-    count = 0
-    for block in blocks:
-        if count >= tiles_per_batch:
-            batches.append([])
-            count = 0
-        batches[-1].append(block)
-        count += len(block.tiles)
-    return [b for b in batches if b]
+    return chunk_by_tiles(blocks, tiles_per_batch)
 
 
 def _write_batch(

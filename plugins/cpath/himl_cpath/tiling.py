@@ -164,13 +164,15 @@ def tile_grid_shape(reader: SlideReader, options: TilingOptions) -> tuple[int, i
 def split_evenly(items: list[TileBlock], parts: int) -> list[list[TileBlock]]:
     """``items`` cut into at most ``parts`` consecutive runs of similar tile counts."""
     total = sum(len(b.tiles) for b in items)
-    if not items:
-        return []
-    per_part = max(1, math.ceil(total / max(1, parts)))
-    runs: list[list[TileBlock]] = [[]]
-    count = 0
+    return chunk_by_tiles(items, max(1, math.ceil(total / max(1, parts))))
+
+
+def chunk_by_tiles(items: list[TileBlock], tiles_per_chunk: int) -> list[list[TileBlock]]:
+    """``items`` cut into consecutive runs, a new run starting once one holds ``tiles_per_chunk`` tiles."""
+    runs: list[list[TileBlock]] = []
+    count = tiles_per_chunk  # the first item opens a run
     for item in items:
-        if count >= per_part:
+        if count >= tiles_per_chunk:
             runs.append([])
             count = 0
         runs[-1].append(item)
