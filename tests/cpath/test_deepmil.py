@@ -112,6 +112,13 @@ def test_multiclass_with_a_tuned_encoder_and_class_weights(slide_folder: SlideFo
         {r["slide_id"] for r in rows}
     )
     assert not (tmp_path / "cache" / "cpath_features").exists()  # nothing is cached for a tuned encoder
+    # level-0 tiles: the bottom-right corner is one tile size on
+    assert all(int(r["right"]) - int(r["tile_x"]) == 224 == int(r["bottom"]) - int(r["tile_y"]) for r in rows)
+    for name in ("test_roc_curve.png", "test_pr_curve.png", "test_roc_curve.csv", "test_confusion_matrix.png"):
+        assert (outputs / name).is_file(), name
+    for slide_id in {r["slide_id"] for r in rows}:
+        for kind in ("top", "bottom", "heatmap"):
+            assert (outputs / "attention" / f"{slide_id}_{kind}.png").is_file(), (slide_id, kind)
 
 
 def test_wrong_class_weights_fail_in_one_line(slide_folder: SlideFolder, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import csv
 import re
 from pathlib import Path
 
-from himl_cpath.slide_table import SlideRecord
+from himl_cpath.slide_table import SlideRecord, TileFileBag, tile_bags_from_rows
 from himl_kernel.errors import HimlError
 
 PANDA_TABLE = "train.csv"
@@ -59,18 +59,21 @@ def crck_slide_id(name: str) -> str:
     return match.group(1) if match else Path(name).stem
 
 
-def crck_tiles_table(folder: Path, split: str = "train") -> Path:
-    """Write ``dataset.csv`` for one split of a TCGA-CRCk folder, as a tiles dataset, and return its path.
+def is_crck(folder: Path) -> bool:
+    return (folder / CRCK_SPLITS["train"]).is_dir() or (folder / CRCK_SPLITS["test"]).is_dir()
 
-    The table lies in the split's folder (``CRC_DX_TRAIN/dataset.csv``) with
-    the tiles dataset columns; tile coordinates are not known and are left as -1.
+
+def crck_tile_rows(folder: Path, split: str = "train") -> list[dict[str, str | int | float]]:
+    """One tiles-dataset row per tile of one split of a TCGA-CRCk folder; images relative to the split's folder.
+
+    Tile coordinates are not known and are left as -1.
     """
     if split not in CRCK_SPLITS:
         raise HimlError(f"TCGA-CRCk split must be one of {', '.join(CRCK_SPLITS)}, got {split!r}")
     root = folder / CRCK_SPLITS[split]
     if not root.is_dir():
         raise HimlError(f"{folder} is not a TCGA-CRCk folder: it has no {CRCK_SPLITS[split]}")
-    rows = []
+    rows: list[dict[str, str | int | float]] = []
     for class_name, label in CRCK_CLASSES.items():
         for image in sorted((root / class_name).glob("*.png")):
             rows.append(
@@ -86,9 +89,42 @@ def crck_tiles_table(folder: Path, split: str = "train") -> Path:
             )
     if not rows:
         raise HimlError(f"no tiles in {root}/MSIMUT or {root}/MSS")
-    table = root / "dataset.csv"
+    return rows
+
+
+def crck_tiles_table(folder: Path, split: str = "train") -> Path:
+    """Write ``dataset.csv`` for one split of a TCGA-CRCk folder, as a tiles dataset, and return its path.
+
+    The table lies in the split's folder (``CRC_DX_TRAIN/dataset.csv``) with
+    the tiles dataset columns.
+    """
+    rows = crck_tile_rows(folder, split)
+    table = folder / CRCK_SPLITS[split] / "dataset.csv"
     with table.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     return table
+
+
+def crck_bags(folder: Path) -> tuple[list[TileFileBag], dict[str, str]]:
+    """The slides of a TCGA-CRCk folder as bags of their tiles, and their splits.
+
+    ``CRC_DX_TEST`` is the test split, as the dataset defines it;
+    ``CRC_DX_TRAIN`` is split into training and validation. Nothing is
+    written into the folder (it may be a read-only mount).
+    """
+    rows: list[dict[str, str]] = []
+    for split in ("train", "test"):
+        if (folder / CRCK_SPLITS[split]).is_dir():
+            for row in crck_tile_rows(folder, split):
+                rows.append(
+                    {
+                        **{key: str(value) for key, value in row.items()},
+                        "image": f"{CRCK_SPLITS[split]}/{row['image']}",
+                        "split": "test" if split == "test" else "",
+                    }
+                )
+    if not rows:
+        raise HimlError(f"{folder} is not a TCGA-CRCk folder: it has neither CRC_DX_TRAIN nor CRC_DX_TEST")
+    return tile_bags_from_rows(rows, folder, str(folder))

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from himl_cpath.slide_table import SlideRecord
+from himl_cpath.slide_table import SlideRecord, TileFileBag
 from himl_cpath.tiling import Tile, TilingOptions
+from himl_kernel.errors import HimlError
 
 
 class SlideTilesDataset:
@@ -30,7 +32,8 @@ class SlideTilesDataset:
         options: tile size, level, overlap, minimum occupancy, mask level.
         max_tiles: at most this many tiles per bag, drawn at random (seeded
             by ``seed`` and the item index, so a bag is the same every epoch
-            unless ``seed`` changes); ``None`` keeps every tile.
+            unless ``seed`` changes; :meth:`draw` takes another generator);
+            ``None`` keeps every tile.
         backend: slide reader backend(s).
         transform: applied to each item dict before it is returned.
     """
@@ -69,18 +72,28 @@ class SlideTilesDataset:
         return self._plans[index]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.draw(index, np.random.default_rng([self.seed, index]))
+
+    def draw(self, index: int, rng: np.random.Generator) -> dict[str, Any]:
+        """The bag of slide ``index``, its ``max_tiles`` tiles (when it has more) drawn with ``rng``.
+
+        The item also holds ``extent``, the level-0 side of a tile, and
+        ``tile_index``, the position of each tile among all the slide's kept tiles.
+        """
         from himl_cpath.slide import open_slide
         from himl_cpath.tiling import group_tiles, read_tiles
 
         record = self.slides[index]
         tiles = self.tiles_of(index)
+        chosen: Sequence[int] = range(len(tiles))
         if self.max_tiles is not None and len(tiles) > self.max_tiles:
-            rng = np.random.default_rng([self.seed, index])
             chosen = sorted(rng.choice(len(tiles), size=self.max_tiles, replace=False))
             tiles = [tiles[i] for i in chosen]
         size = self.options.tile_size
         images = np.zeros((len(tiles), 3, size, size), dtype=np.uint8)
         with open_slide(record.image, self.backend) as reader:
+            level = reader.check_level(self.options.level)
+            extent = round(size * reader.level_downsamples[level])
             blocks = group_tiles(tiles, reader, self.options, block=1)
             for position, (_, pixels) in enumerate(read_tiles(reader, blocks, self.options)):
                 images[position] = pixels.transpose(2, 0, 1)
@@ -91,6 +104,8 @@ class SlideTilesDataset:
             "tile_x": np.array([t.x for t in tiles], dtype=np.int64),
             "tile_y": np.array([t.y for t in tiles], dtype=np.int64),
             "occupancy": np.array([t.occupancy for t in tiles], dtype=np.float32),
+            "extent": extent,
+            "tile_index": np.array(chosen, dtype=np.int64),
         }
         return self.transform(item) if self.transform else item
 
@@ -123,3 +138,20 @@ class TilesDataset:
             "occupancy": float(row["occupancy"]),
         }
         return self.transform(item) if self.transform else item
+
+
+def read_tile_files(bag: TileFileBag, chosen: Sequence[int]) -> npt.NDArray[np.uint8]:
+    from PIL import Image
+
+    images = []
+    for index in chosen:
+        path = bag.root / bag.images[index]
+        try:
+            with Image.open(path) as image:
+                images.append(np.asarray(image.convert("RGB")).transpose(2, 0, 1))
+        except (OSError, ValueError) as exc:
+            raise HimlError(f"tile {path} of slide {bag.slide_id} could not be read: {exc}") from exc
+    sizes = {image.shape for image in images}
+    if len(sizes) > 1:
+        raise HimlError(f"the tiles of slide {bag.slide_id} differ in size: {', '.join(map(str, sorted(sizes)))}")
+    return np.stack(images)

@@ -24,18 +24,20 @@ for several classes). The test writes to the run's outputs folder:
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningDataModule, LightningModule
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 from torch import Tensor, nn
 from typing_extensions import override
 
 from himl_cpath.deepmil_data import DeepMILDataModule, class_indices, split_slides
 from himl_cpath.encoders import TileEncoder, create_encoder
 from himl_cpath.pooling import create_pooling
+from himl_cpath.slide_table import BagSource, SlideRecord, TileFileBag
 from himl_cpath.tiling import TilingOptions
 from himl_kernel.errors import HimlError
 from himl_kernel.lightning.container import LightningContainer
@@ -93,13 +95,10 @@ class DeepMILModule(LightningModule):
         pool_num_layers: int = 2,
         pool_num_heads: int = 4,
         dropout: float = 0.0,
-        tile_extent: int | None = 224,
-        outputs_folder: Path | None = None,
+        write_outputs: Callable[[list[dict[str, Any]], list[list[int]]], None] | None = None,
         configure: Any = None,
     ) -> None:
         super().__init__()
-        from torchmetrics.classification import ConfusionMatrix
-
         self.num_classes = num_classes
         self.encoder = encoder
         self.pooling = create_pooling(pooling, feature_dim, pool_hidden_dim, pool_num_layers, pool_num_heads)
@@ -107,11 +106,7 @@ class DeepMILModule(LightningModule):
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.loss_fn = nn.CrossEntropyLoss(weight=weights)
         self.val_metrics = create_metrics(num_classes)
-        self.test_metrics = create_metrics(num_classes)
-        task: dict[str, Any] = {"task": "binary"} if num_classes == 2 else {"task": "multiclass"}
-        self.confusion = ConfusionMatrix(**task, num_classes=num_classes)
-        self.tile_extent = tile_extent
-        self.outputs_folder = outputs_folder
+        self.write_outputs = write_outputs
         self._configure = configure
         self._rows: list[dict[str, Any]] = []
 
@@ -162,39 +157,52 @@ class DeepMILModule(LightningModule):
         labels = batch["label"]
         probabilities = torch.softmax(logits, dim=1)
         self.log("test/loss", self.loss_fn(logits, labels), on_epoch=True, batch_size=len(labels), sync_dist=True)
-        self.test_metrics.update(self._scores(probabilities), labels)
         predictions = probabilities.argmax(dim=1)
-        self.confusion.update(predictions, labels)
         for row, slide_id in enumerate(batch["slide_id"]):
             real = batch["mask"][row]
             probs = probabilities[row].tolist()
             shown = probs[1] if self.num_classes == 2 else probs[int(predictions[row])]
             xs, ys = batch["tile_x"][row][real].tolist(), batch["tile_y"][row][real].tolist()
-            for x, y, weight in zip(xs, ys, attention[row][real].tolist(), strict=True):
+            indices = batch["tile_index"][row][real].tolist() if "tile_index" in batch else [-1] * len(xs)
+            extent = int(batch["extent"][row]) if "extent" in batch else -1
+            for x, y, index, weight in zip(xs, ys, indices, attention[row][real].tolist(), strict=True):
+                known = extent > 0 and x >= 0 and y >= 0
                 self._rows.append(
                     {
+                        "_bag": (self.global_rank, batch_idx, row),
                         "slide_id": slide_id,
                         "label": int(labels[row]),
                         "prediction": int(predictions[row]),
                         "probability": shown,
                         **{f"prob_{c}": p for c, p in enumerate(probs)},
+                        "tile_index": index,
                         "tile_x": x,
                         "tile_y": y,
-                        **({"right": x + self.tile_extent, "bottom": y + self.tile_extent} if self.tile_extent else {}),
+                        "right": x + extent if known else "",
+                        "bottom": y + extent if known else "",
                         "attention": weight,
                     }
                 )
 
     @override
     def on_test_epoch_end(self) -> None:
-        values = self.test_metrics.compute()
-        self.log_dict({f"test/{name}": value for name, value in values.items()})
-        self.test_metrics.reset()
-        matrix = self.confusion.compute().tolist()
-        self.confusion.reset()
-        if self.outputs_folder is not None and self.trainer.is_global_zero:
-            write_test_outputs(self.outputs_folder, self._rows, matrix)
+        """Gather every process's rows, keep each slide once, log the test metrics of the slides, write outputs.
+
+        Under DDP the test sampler may hand a slide to two processes (to even
+        out the shares); metrics computed here count it once, on every
+        process alike.
+        """
+        rows = one_per_slide(gather_rows(self._rows))
         self._rows = []
+        labels, probabilities = slide_table_of(rows, self.num_classes)
+        metrics = create_metrics(self.num_classes).to("cpu")
+        if labels.numel():
+            metrics.update(self._scores(probabilities), labels)
+            values = metrics.compute()
+            self.log_dict({f"test/{name}": value.float() for name, value in values.items()})
+        matrix = confusion_matrix(labels, probabilities.argmax(dim=1), self.num_classes)
+        if self.write_outputs is not None and self.trainer.is_global_zero:
+            self.write_outputs(rows, matrix)
 
     @override
     def configure_optimizers(self) -> Any:
@@ -204,12 +212,59 @@ class DeepMILModule(LightningModule):
         return torch.optim.Adam(parameters, lr=1e-3)
 
 
+def gather_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of every process, in rank order (``rows`` itself outside DDP)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows
+    parts: list[list[dict[str, Any]] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, rows)
+    return [row for part in parts for row in (part or [])]
+
+
+def one_per_slide(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with each slide's tiles from its first bag only (a slide tested twice counts once).
+
+    Rows carry a ``_bag`` key naming the process, batch and position they
+    came from; it is dropped here.
+    """
+    chosen: dict[str, Any] = {}
+    kept = []
+    for row in rows:
+        bag = row.pop("_bag", None)
+        if chosen.setdefault(row["slide_id"], bag) == bag:
+            kept.append(row)
+    return kept
+
+
+def slide_table_of(rows: list[dict[str, Any]], num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per slide (first appearance order): the labels (S,) and class probabilities (S, C)."""
+    seen: dict[str, tuple[int, list[float]]] = {}
+    for row in rows:
+        if row["slide_id"] not in seen:
+            seen[row["slide_id"]] = (int(row["label"]), [float(row[f"prob_{c}"]) for c in range(num_classes)])
+    labels = torch.tensor([label for label, _ in seen.values()], dtype=torch.int64)
+    probabilities = torch.tensor([probs for _, probs in seen.values()], dtype=torch.float32).reshape(-1, num_classes)
+    return labels, probabilities
+
+
+def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> list[list[int]]:
+    """Counts of (true class, predicted class)."""
+    matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for truth, guess in zip(labels.tolist(), predictions.tolist(), strict=True):
+        matrix[truth, guess] += 1
+    counts: list[list[int]] = matrix.tolist()
+    return counts
+
+
 def write_test_outputs(folder: Path, rows: list[dict[str, Any]], matrix: list[list[int]]) -> None:
     """``test_output.csv`` (one row per tile) and ``test_confusion_matrix.csv`` in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     if rows:
+        columns = list(dict.fromkeys(key for row in rows for key in row))
         with (folder / TEST_OUTPUT).open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
             writer.writeheader()
             writer.writerows(rows)
     with (folder / CONFUSION_MATRIX).open("w", newline="", encoding="utf-8") as handle:
@@ -228,7 +283,11 @@ class DeepMIL(LightningContainer):
     num_classes: int = Field(2, ge=2, description="classes; labels are indices 0..num_classes-1 (2: binary)")
     class_weights: list[float] = Field(default_factory=list, description="loss weight of each class; empty: equal")
     encoder: EncoderName = Field("resnet18", description="tile encoder: resnet18, resnet50 or swin_tiny (timm)")
-    encoder_weights: Path | None = Field(None, description="a local file of encoder weights; none: random weights")
+    encoder_weights: str | None = Field(
+        None,
+        description="encoder weights: a file, URL or RUN_ID:path (an SSL checkpoint too), or 'hub' for timm's "
+        "pretrained weights (needs the network); none: random weights",
+    )
     encoder_seed: int = Field(0, description="seed of the random encoder weights when no file is given")
     tune_encoder: bool = Field(False, description="train the encoder too (no feature cache)")
     feature_cache: Path | None = Field(
@@ -253,6 +312,11 @@ class DeepMIL(LightningContainer):
     slide_backend: str | None = Field(None, description="slide reader backend(s); default: OpenSlide, then the others")
     max_epochs: int = Field(50, ge=1, description="epochs to train for")
     l_rate: float = Field(1e-3, gt=0, description="the learning rate at the start of the schedule")
+    figures: bool = Field(True, description="draw ROC and PR curves and attention tiles and heatmaps after the test")
+    figures_top_k: int = Field(12, ge=1, description="tiles in each slide's top and bottom attention figures")
+
+    _sources: list[BagSource] = PrivateAttr(default_factory=list)
+    _weights_file: tuple[str, Path] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _one_weight_per_class(self) -> DeepMIL:
@@ -264,18 +328,77 @@ class DeepMIL(LightningContainer):
     def tiling(self) -> TilingOptions:
         return TilingOptions(self.tile_size, self.tile_level, self.tile_overlap, self.min_occupancy)
 
-    def slides_table(self) -> Path:
+    def bag_sources(self) -> tuple[list[BagSource], dict[str, str]]:
+        """The slides to learn from, and the split of those that have a fixed one.
+
+        From ``slides_csv``, else from the first dataset folder: a PANDA
+        folder, a TCGA-CRCk folder, or a folder with a ``dataset.csv``. A
+        table with a ``tile_id`` column lists tiles already cut (as ``himl
+        cpath tile`` writes), grouped into one bag per slide; otherwise it lists slides.
+        """
+        from himl_cpath.conventions import crck_bags, is_crck, is_panda, panda_slides
+
         if self.slides_csv is not None:
-            return self.slides_csv
+            return _table_sources(self.slides_csv)
         folders = [f for f in self.input_folders if f is not None]
         if not folders:
-            raise HimlError("DeepMIL needs --slides_csv, or a dataset (--local_datasets) holding dataset.csv")
-        return folders[0] / "dataset.csv"
+            raise HimlError(
+                f"{type(self).__name__} needs --slides_csv, or a dataset (--local_datasets) that is a PANDA or "
+                "TCGA-CRCk folder or holds a dataset.csv"
+            )
+        folder = folders[0]
+        if is_panda(folder):
+            return list(panda_slides(folder)), {}
+        if is_crck(folder):
+            crck, splits = crck_bags(folder)
+            return list(crck), splits
+        table = folder / "dataset.csv"
+        if not table.is_file():
+            raise HimlError(f"dataset folder {folder} is not a PANDA or TCGA-CRCk folder and has no dataset.csv")
+        return _table_sources(table)
+
+    def encoder_weights_file(self) -> Path | str | None:
+        """``encoder_weights`` as a local file (a checkpoint reference is resolved), ``"hub"``, or None."""
+        reference = (self.encoder_weights or "").strip()
+        if not reference or reference == "hub":
+            return reference or None
+        from himl_kernel.checkpoints import resolve_checkpoint
+
+        if self._weights_file is None or self._weights_file[0] != reference:
+            self._weights_file = (reference, resolve_checkpoint(reference))
+        return self._weights_file[1]
 
     def create_encoder(self) -> TileEncoder:
         return create_encoder(
-            self.encoder, weights=self.encoder_weights, frozen=not self.tune_encoder, seed=self.encoder_seed
+            self.encoder, weights=self.encoder_weights_file(), frozen=not self.tune_encoder, seed=self.encoder_seed
         )
+
+    def write_outputs(self, rows: list[dict[str, Any]], matrix: list[list[int]]) -> None:
+        """Write the test outputs (the CSV files, then the figures) into the run's outputs folder."""
+        from himl_cpath.mil_figures import write_figures
+
+        folder = self.outputs_folder
+        write_test_outputs(folder, rows, matrix)
+        sources = {s.slide_id: s for s in self._sources}
+        slides = {k: v for k, v in sources.items() if isinstance(v, SlideRecord)}
+        roots = {v.root for v in sources.values() if isinstance(v, TileFileBag)}
+        if roots:  # tiles that came as files: name each one, so the figures can show it
+            for row in rows:
+                bag = sources.get(row["slide_id"])
+                if isinstance(bag, TileFileBag) and 0 <= int(row["tile_index"]) < len(bag.images):
+                    row["image"] = str(bag.root / bag.images[int(row["tile_index"])])
+        if self.figures:
+            write_figures(
+                folder,
+                rows,
+                slides,
+                num_classes=self.num_classes,
+                tile_size=self.tile_size,
+                tile_level=self.tile_level,
+                top_k=self.figures_top_k,
+                backend=self.slide_backend,
+                tiles_root=None,  # "image" holds the whole path
+            )
 
     @override
     def create_model(self) -> LightningModule:
@@ -290,21 +413,18 @@ class DeepMIL(LightningContainer):
             pool_num_layers=self.pool_num_layers,
             pool_num_heads=self.pool_num_heads,
             dropout=self.dropout,
-            tile_extent=self.tile_size if self.tile_level == 0 else None,
-            outputs_folder=self.outputs_folder,
+            write_outputs=self.write_outputs,
             configure=self.create_optimizers,
         )
 
     @override
     def get_data_module(self) -> LightningDataModule:
         from himl_cpath.feature_cache import cache_features, cache_folder
-        from himl_cpath.slide_table import slides_from_csv
         from himl_kernel.dataset_prep import cache_dir
 
-        table = self.slides_table()
-        records = slides_from_csv(table)
+        records, fixed = self.bag_sources()
+        self._sources = records
         slides = class_indices(records, self.num_classes)
-        fixed = _fixed_splits(table, [r.slide_id for r in records])
         splits = split_slides(
             slides,
             val_fraction=self.val_fraction,
@@ -319,7 +439,7 @@ class DeepMIL(LightningContainer):
         if not self.tune_encoder:
             encoder = self.create_encoder()
             root = self.feature_cache or cache_dir() / FEATURE_CACHE_FOLDER
-            folder = cache_folder(root, encoder, self.tiling)
+            folder = cache_folder(root, encoder, None if isinstance(records[0], TileFileBag) else self.tiling)
 
             def prepare() -> None:
                 _, count = cache_features(
@@ -343,6 +463,19 @@ class DeepMIL(LightningContainer):
             seed=self.effective_random_seed,
             backend=self.slide_backend,
         )
+
+
+def _table_sources(table: Path) -> tuple[list[BagSource], dict[str, str]]:
+    """The bags of a slides or tiles ``dataset.csv``, and the slides' ``split`` where the table has one."""
+    from himl_cpath.slide_table import is_tiles_table, slides_from_csv, tile_bags_from_csv
+
+    if not table.is_file():
+        raise HimlError(f"slides table {table} does not exist")
+    if is_tiles_table(table):
+        bags, splits = tile_bags_from_csv(table)
+        return list(bags), splits
+    records = slides_from_csv(table)
+    return list(records), _fixed_splits(table, [r.slide_id for r in records])
 
 
 def _fixed_splits(table: Path, slide_ids: list[str]) -> dict[str, str]:

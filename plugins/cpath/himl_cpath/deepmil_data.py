@@ -2,9 +2,16 @@
 
 A bag is one slide: its label and its tiles, either as cached features
 (N, D) of a frozen encoder (:mod:`himl_cpath.feature_cache`) or as tile
-images (N, 3, H, W) cut on the fly for an encoder that is trained too.
+images (N, 3, H, W) for an encoder that is trained too. A slide is a slide
+file (:class:`~himl_cpath.slide_table.SlideRecord`), whose tiles are cut on
+the fly, or a group of tile images already cut (:class:`TileFileBag`, the
+rows of a tiles dataset, such as TCGA-CRCk's, that share a slide id).
 :func:`collate_bags` pads the bags of a batch to the longest one and adds a
 ``mask`` (True for real tiles), which is what the pooling layers take.
+
+In training a bag of more than ``max_bag_size`` tiles gets a new random
+subset of them each epoch, drawn from torch's generator (which Lightning
+seeds); in validation and test the subset is fixed by the seed.
 """
 
 from __future__ import annotations
@@ -15,13 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from himl_cpath.slide_table import SlideRecord
+from himl_cpath.datasets import read_tile_files
+from himl_cpath.slide_table import BagSource, SlideRecord, TileFileBag
 from himl_cpath.tiling import TilingOptions
 from himl_kernel.errors import HimlError
 
@@ -30,9 +39,9 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class LabelledSlide:
-    """A slide with its class index."""
+    """A slide (a slide file or a group of tile files) with its class index."""
 
-    record: SlideRecord
+    record: BagSource
     label: int
 
 
@@ -48,7 +57,7 @@ class SlideSplits:
         return list(getattr(self, split))
 
 
-def class_indices(records: Sequence[SlideRecord], num_classes: int) -> list[LabelledSlide]:
+def class_indices(records: Sequence[BagSource], num_classes: int) -> list[LabelledSlide]:
     """Each slide's label as a class index in [0, num_classes); a slide without one is an error."""
     labelled = []
     for record in records:
@@ -140,11 +149,23 @@ class FeatureBags(Dataset[dict[str, Any]]):
             "features": bag.features[chosen],
             "tile_x": bag.tile_x[chosen],
             "tile_y": bag.tile_y[chosen],
+            "tile_index": chosen,
+            "extent": bag.extent,
         }
 
 
+def _random_generator() -> np.random.Generator:
+    """A numpy generator seeded from torch's, so that Lightning's seeding (and each loader worker's) applies."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+
 class ImageBags(Dataset[dict[str, Any]]):
-    """Bags of tile images cut from the slides as they are asked for (for an encoder that is trained)."""
+    """Bags of tile images, cut from the slides or read from tile files as they are asked for.
+
+    For an encoder that is trained too. With ``resample`` (training) a bag
+    larger than ``max_bag_size`` gets a new random subset each time; without
+    it, the subset is fixed by ``seed``.
+    """
 
     def __init__(
         self,
@@ -153,27 +174,58 @@ class ImageBags(Dataset[dict[str, Any]]):
         max_bag_size: int = 0,
         seed: int = 0,
         backend: str | None = None,
+        resample: bool = False,
     ) -> None:
         from himl_cpath.datasets import SlideTilesDataset
 
         self.slides = list(slides)
+        self.max_bag_size = max_bag_size
+        self.seed = seed
+        self.resample = resample
+        records = [s.record for s in self.slides if isinstance(s.record, SlideRecord)]
+        # position of each slide file among the records the on-the-fly tiler holds
+        self._position = {id(r): p for p, r in enumerate(records)}
         self.tiles = SlideTilesDataset(
-            [s.record for s in self.slides], options, max_tiles=max_bag_size or None, seed=seed, backend=backend
+            records,
+            options,
+            max_tiles=max_bag_size or None,
+            seed=seed,
+            backend=backend,
         )
 
     def __len__(self) -> int:
         return len(self.slides)
 
+    def _generator(self, index: int) -> np.random.Generator:
+        return _random_generator() if self.resample else np.random.default_rng([self.seed, index])
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.tiles[index]
+        slide = self.slides[index]
+        record = slide.record
+        if isinstance(record, TileFileBag):
+            chosen: Sequence[int] = range(len(record.images))
+            if 0 < self.max_bag_size < len(record.images):
+                chosen = sorted(self._generator(index).choice(len(record.images), self.max_bag_size, replace=False))
+            item: dict[str, Any] = {
+                "slide_id": record.slide_id,
+                "image": read_tile_files(record, chosen),
+                "tile_x": np.array([record.tile_x[i] for i in chosen], dtype=np.int64),
+                "tile_y": np.array([record.tile_y[i] for i in chosen], dtype=np.int64),
+                "tile_index": np.array(chosen, dtype=np.int64),
+                "extent": -1,
+            }
+        else:
+            item = self.tiles.draw(self._position[id(record)], self._generator(index))
         if len(item["image"]) == 0:
             raise HimlError(f"slide {item['slide_id']} has no tile with enough tissue")
         return {
             "slide_id": item["slide_id"],
-            "label": self.slides[index].label,
+            "label": slide.label,
             "images": torch.from_numpy(item["image"]),
             "tile_x": torch.from_numpy(item["tile_x"]),
             "tile_y": torch.from_numpy(item["tile_y"]),
+            "tile_index": torch.from_numpy(item["tile_index"]),
+            "extent": int(item["extent"]),
         }
 
 
@@ -199,6 +251,8 @@ def collate_bags(items: list[dict[str, Any]]) -> dict[str, Any]:
         key: pad(key),
         "tile_x": pad("tile_x"),
         "tile_y": pad("tile_y"),
+        **({"tile_index": pad("tile_index")} if "tile_index" in items[0] else {}),
+        "extent": torch.tensor([int(item.get("extent", -1)) for item in items], dtype=torch.int64),
         "mask": mask,
     }
 
@@ -243,7 +297,9 @@ class DeepMILDataModule(LightningDataModule):
             if self.feature_cache is not None:
                 self.datasets[split] = FeatureBags(self.feature_cache, slides, size)
             else:
-                self.datasets[split] = ImageBags(slides, self.options, size, self.seed, self.backend)
+                self.datasets[split] = ImageBags(
+                    slides, self.options, size, self.seed, self.backend, resample=split == "train"
+                )
         return self.datasets[split]
 
     def _loader(self, split: str) -> DataLoader[dict[str, Any]]:

@@ -1,10 +1,11 @@
 """Tile encoders: timm image models that turn a batch of tiles into feature vectors.
 
-:func:`create_encoder` builds one of :data:`ENCODERS` with timm, never asking
-the network: with ``weights`` it loads that local file (a state dict or a
+:func:`create_encoder` builds one of :data:`ENCODERS` with timm. It asks
+the network only when told to: with ``weights`` it loads that local file (a state dict or a
 checkpoint holding one, ``.pth``/``.pt``/``.ckpt``/``.bin`` or
 ``.safetensors``; the classifier's weights in it are ignored, and an SSL
-checkpoint's encoder is found under its prefix), without it the weights are random,
+checkpoint's encoder is found under its prefix); with ``"hub"`` it asks
+timm's model hub for the pretrained weights; without either the weights are random,
 drawn from ``seed`` so that the same encoder comes out every time (the
 feature cache relies on that). A frozen encoder is put in eval mode and kept
 there, and its parameters take no gradients.
@@ -137,12 +138,37 @@ def _load_weights(backbone: nn.Module, weights: Path, name: str) -> None:
         raise HimlError(f"encoder weights {weights} do not fit {name}: {str(exc).splitlines()[0]}") from exc
 
 
-def create_encoder(name: str, *, weights: Path | None = None, frozen: bool = True, seed: int = 0) -> TileEncoder:
-    """The tile encoder ``name`` (a key of :data:`ENCODERS`), from local ``weights`` or random with ``seed``."""
+def _from_hub(name: str) -> tuple[nn.Module, str]:
+    """The backbone with timm's pretrained weights, fetched from the model hub, and its identity."""
+    import timm
+
+    try:
+        backbone = timm.create_model(ENCODERS[name], pretrained=True, num_classes=0)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HimlError(
+            f"encoder {name}: timm's pretrained weights could not be fetched from the model hub ({reason}); "
+            "where the network allows, download them once and pass the file with --encoder_weights"
+        ) from exc
+    config: Any = getattr(backbone, "pretrained_cfg", {}) or {}
+    tag = str(config.get("hf_hub_id") or config.get("tag") or "default").replace("/", "_")
+    return backbone, f"{name}-hub-{tag}"
+
+
+def create_encoder(name: str, *, weights: Path | str | None = None, frozen: bool = True, seed: int = 0) -> TileEncoder:
+    """The tile encoder ``name`` (a key of :data:`ENCODERS`).
+
+    Its weights come from the local file ``weights``, from timm's model hub
+    when ``weights`` is ``"hub"`` (which needs the network), or are random,
+    drawn with ``seed``.
+    """
     import timm
 
     if name not in ENCODERS:
         raise HimlError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
+    if weights == "hub":
+        backbone, identity = _from_hub(name)
+        return TileEncoder(name, backbone, identity, frozen)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         backbone = timm.create_model(ENCODERS[name], pretrained=False, num_classes=0)

@@ -4,10 +4,12 @@ With a frozen encoder a tile's features never change, so each tile is
 encoded once and every epoch reads the features instead of the pixels. The
 cache is a folder per encoder (its :attr:`~himl_cpath.encoders.TileEncoder.identity`:
 model and weights) and tiling (tile size, level, overlap, occupancy, mask
-level), holding one ``SLIDE_ID.pt`` per slide with the features (N, D) and
-each tile's level-0 ``tile_x``/``tile_y`` and occupancy. An entry also
-records the slide file's size and modification time; a slide file that
-changed is encoded again. Entries are written to a temporary name and
+level; or ``tile-files`` for slides given as tile images already cut),
+holding one ``SLIDE_ID.pt`` per slide with the features (N, D), each
+tile's level-0 ``tile_x``/``tile_y`` and the level-0 side of a tile
+(``extent``, -1 when unknown). An entry also records the size and
+modification time of the slide file (or of every tile file); a slide whose
+files changed is encoded again. Entries are written to a temporary name and
 renamed, so an interrupted run leaves no half-written entry.
 """
 
@@ -23,8 +25,11 @@ import torch
 from torch import Tensor
 
 from himl_cpath.encoders import TileEncoder
-from himl_cpath.slide_table import SlideRecord
+from himl_cpath.slide_table import BagSource, SlideRecord, TileFileBag
 from himl_cpath.tiling import TilingOptions
+
+#: The cache format; entries of another one are encoded again.
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -35,34 +40,42 @@ class SlideFeatures:
     features: Tensor  # (N, D) float32
     tile_x: Tensor  # (N,) int64, level 0
     tile_y: Tensor  # (N,) int64, level 0
+    extent: int = -1  # level-0 side of a tile; -1: unknown
 
 
-def tiling_key(options: TilingOptions) -> str:
-    """A folder name that says how the slides were tiled."""
+def tiling_key(options: TilingOptions | None) -> str:
+    """A folder name that says how the slides were tiled (``tile-files``: they came as tile images)."""
+    if options is None:
+        return "tile-files"
     return (
         f"tile{options.tile_size}-level{options.level}-overlap{options.overlap}"
         f"-occupancy{options.min_occupancy:g}-mask{options.mask_level}"
     )
 
 
-def cache_folder(root: Path, encoder: TileEncoder, options: TilingOptions) -> Path:
-    """Where the features of ``encoder`` over tiles cut by ``options`` are kept."""
+def cache_folder(root: Path, encoder: TileEncoder, options: TilingOptions | None) -> Path:
+    """Where the features of ``encoder`` over tiles cut by ``options`` (None: tile files) are kept."""
     return Path(root) / encoder.identity / tiling_key(options)
 
 
-def _stamp(path: Path) -> list[int]:
-    info = path.stat()
-    return [info.st_size, info.st_mtime_ns]
+def _stamp(record: BagSource) -> list[int]:
+    """Size and modification time of the file(s) a slide's tiles come from."""
+    paths = record.paths() if isinstance(record, TileFileBag) else [record.image]
+    stamp = [FORMAT, len(paths)]
+    for path in paths:
+        info = path.stat()
+        stamp += [info.st_size, info.st_mtime_ns]
+    return stamp
 
 
-def _entry_is_current(entry: Path, record: SlideRecord) -> bool:
+def _entry_is_current(entry: Path, record: BagSource) -> bool:
     if not entry.is_file():
         return False
     try:
         stored = torch.load(entry, map_location="cpu", weights_only=True)
-    except Exception:  # an unreadable entry is rewritten
+        return bool(stored.get("stamp") == _stamp(record))
+    except Exception:  # an unreadable entry, or a missing tile file, is encoded (and reported) again
         return False
-    return bool(stored.get("stamp") == _stamp(record.image))
 
 
 def encode_slide(
@@ -72,7 +85,7 @@ def encode_slide(
     *,
     batch_size: int = 64,
     backend: str | None = None,
-) -> dict[str, Tensor | list[int]]:
+) -> dict[str, Tensor | list[int] | int]:
     """The features of every kept tile of one slide (in :func:`~himl_cpath.tiling.plan_tiles` order)."""
     import numpy as np
 
@@ -91,6 +104,7 @@ def encode_slide(
             pending.clear()
 
     with open_slide(record.image, backend) as reader:
+        extent = round(options.tile_size * reader.level_downsamples[reader.check_level(options.level)])
         tiles = plan_tiles(reader, tissue_mask_for(reader, options, record.mask), options)
         for tile, pixels in read_tiles(reader, group_tiles(tiles, reader, options), options):
             pending.append(np.ascontiguousarray(pixels))
@@ -107,12 +121,32 @@ def encode_slide(
         "features": features[order],
         "tile_x": torch.tensor(xs, dtype=torch.int64)[order],
         "tile_y": torch.tensor(ys, dtype=torch.int64)[order],
-        "stamp": _stamp(record.image),
+        "extent": extent,
+        "stamp": _stamp(record),
+    }
+
+
+def encode_tile_files(
+    bag: TileFileBag, encoder: TileEncoder, *, batch_size: int = 64
+) -> dict[str, Tensor | list[int] | int]:
+    """The features of every tile image of a slide given as tile files, in the bag's order."""
+    from himl_cpath.datasets import read_tile_files
+
+    chunks = []
+    for start in range(0, len(bag.images), batch_size):
+        images = read_tile_files(bag, range(start, min(start + batch_size, len(bag.images))))
+        chunks.append(encoder(torch.from_numpy(images)).detach().float().cpu())
+    return {
+        "features": torch.cat(chunks) if chunks else torch.zeros(0, encoder.num_features),
+        "tile_x": torch.tensor(bag.tile_x, dtype=torch.int64),
+        "tile_y": torch.tensor(bag.tile_y, dtype=torch.int64),
+        "extent": -1,
+        "stamp": _stamp(bag),
     }
 
 
 def cache_features(
-    records: Sequence[SlideRecord],
+    records: Sequence[BagSource],
     encoder: TileEncoder,
     options: TilingOptions,
     root: Path,
@@ -120,18 +154,26 @@ def cache_features(
     batch_size: int = 64,
     backend: str | None = None,
 ) -> tuple[Path, int]:
-    """Encode every slide whose entry is missing or stale; the cache folder and how many slides were encoded."""
-    folder = cache_folder(root, encoder, options)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Encode every slide whose entry is missing or stale; the cache folder and how many slides were encoded.
+
+    Slide files go into the folder of ``options``, tile-file bags into the
+    ``tile-files`` one; the folder returned is that of the first record.
+    """
+    folders = {kind: cache_folder(root, encoder, kind) for kind in (options, None)}
     encoded = 0
     was_training = encoder.training
     encoder.eval()
     try:
         for record in records:
+            folder = folders[None if isinstance(record, TileFileBag) else options]
+            folder.mkdir(parents=True, exist_ok=True)
             entry = folder / f"{record.slide_id}.pt"
             if _entry_is_current(entry, record):
                 continue
-            stored = encode_slide(record, encoder, options, batch_size=batch_size, backend=backend)
+            if isinstance(record, TileFileBag):
+                stored = encode_tile_files(record, encoder, batch_size=batch_size)
+            else:
+                stored = encode_slide(record, encoder, options, batch_size=batch_size, backend=backend)
             fd, temp = tempfile.mkstemp(prefix=f".{entry.name}.", dir=folder)
             os.close(fd)
             torch.save(stored, temp)
@@ -139,10 +181,13 @@ def cache_features(
             encoded += 1
     finally:
         encoder.train(was_training)
-    return folder, encoded
+    first = records[0] if records else None
+    return folders[None if isinstance(first, TileFileBag) else options], encoded
 
 
 def load_features(folder: Path, slide_id: str) -> SlideFeatures:
     """One slide's entry from a cache folder."""
     stored = torch.load(Path(folder) / f"{slide_id}.pt", map_location="cpu", weights_only=True)
-    return SlideFeatures(slide_id, stored["features"], stored["tile_x"], stored["tile_y"])
+    return SlideFeatures(
+        slide_id, stored["features"], stored["tile_x"], stored["tile_y"], int(stored.get("extent", -1))
+    )

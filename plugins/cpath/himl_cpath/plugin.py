@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from himl_kernel.registry import Registry
 
 
+#: The named DeepMIL configurations of :mod:`himl_cpath.mil_configs` and what each is.
+MIL_CONFIGS = {
+    "TcgaCrckImageNetMIL": "MSI vs MSS on TCGA-CRCk tiles: frozen ImageNet resnet18, attention MIL",
+    "TcgaCrckSSLMIL": "MSI vs MSS on TCGA-CRCk tiles: frozen resnet18 from an SSL checkpoint, attention MIL",
+    "TcgaCrckTransformerMIL": "MSI vs MSS on TCGA-CRCk tiles: ImageNet resnet18, transformer pooling",
+    "PandaImageNetMIL": "ISUP grade of PANDA slides: frozen ImageNet resnet18, attention MIL",
+    "PandaSSLMIL": "ISUP grade of PANDA slides: frozen resnet18 from an SSL checkpoint, attention MIL",
+    "PandaTransformerMIL": "ISUP grade of PANDA slides: ImageNet resnet18, transformer pooling",
+}
+
+
 @hookimpl
 def himl_register_commands(registry: Registry[Command]) -> None:
     registry.add("cpath", "himl_cpath.cli:command", "pathology slides: tile, montage, dsa-upload, info")
@@ -32,6 +43,10 @@ def himl_register_containers(registry: Registry[type[Container]]) -> None:
         "slide classification by attention-based multiple-instance learning over tiles (timm encoder)",
         requires=("lightning", "timm", "torchmetrics"),
     )
+    for name, description in MIL_CONFIGS.items():
+        registry.add(
+            name, f"himl_cpath.mil_configs:{name}", description, requires=("lightning", "timm", "torchmetrics")
+        )
 
 
 @hookimpl

@@ -119,3 +119,82 @@ def read_id_list(values: Sequence[str]) -> list[str]:
         else:
             ids.extend(part.strip() for part in value.split(",") if part.strip())
     return ids
+
+
+@dataclass(frozen=True)
+class TileFileBag:
+    """A slide given as tile images already cut: the files (relative to ``root``) and their level-0 corners.
+
+    Coordinates are -1 where the dataset does not know them (TCGA-CRCk).
+    """
+
+    slide_id: str
+    label: str
+    root: Path
+    images: tuple[str, ...]
+    tile_x: tuple[int, ...]
+    tile_y: tuple[int, ...]
+
+    def paths(self) -> list[Path]:
+        return [self.root / image for image in self.images]
+
+
+#: What a DeepMIL bag is made from: a slide file, or tile files already cut.
+BagSource = SlideRecord | TileFileBag
+
+
+def is_tiles_table(table: Path) -> bool:
+    """Whether a ``dataset.csv`` lists tiles (it has a ``tile_id`` column) rather than slides."""
+    with table.open(newline="", encoding="utf-8") as handle:
+        return "tile_id" in (csv.DictReader(handle).fieldnames or [])
+
+
+def tile_bags_from_rows(
+    rows: Sequence[dict[str, str]], root: Path, where: str
+) -> tuple[list[TileFileBag], dict[str, str]]:
+    """Tile rows grouped into one bag per slide id, and the ``split`` of each slide that has one.
+
+    ``where`` names the rows' source in errors. All tiles of a slide must
+    share its label and split.
+    """
+    grouped: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        grouped.setdefault(row["slide_id"], []).append(row)
+    bags, splits = [], {}
+    for slide_id, members in grouped.items():
+        labels = {m.get("label", "") for m in members}
+        if len(labels) > 1:
+            raise HimlError(
+                f"{where}: the tiles of slide {slide_id} have different labels: {', '.join(sorted(labels))}"
+            )
+        parts = {(m.get("split") or "").strip().lower() for m in members}
+        if len(parts) > 1:
+            raise HimlError(
+                f"{where}: the tiles of slide {slide_id} lie in different splits: {', '.join(sorted(parts))}"
+            )
+        if parts != {""}:
+            splits[slide_id] = parts.pop()
+        bags.append(
+            TileFileBag(
+                slide_id=slide_id,
+                label=labels.pop(),
+                root=root,
+                images=tuple(m["image"] for m in members),
+                tile_x=tuple(int(float(m.get("tile_x") or -1)) for m in members),
+                tile_y=tuple(int(float(m.get("tile_y") or -1)) for m in members),
+            )
+        )
+    return bags, splits
+
+
+def tile_bags_from_csv(table: Path) -> tuple[list[TileFileBag], dict[str, str]]:
+    """The bags of a tiles ``dataset.csv`` (slide_id, image, label; optional tile_x, tile_y, split)."""
+    with table.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"slide_id", "image", "label"} - set(reader.fieldnames or [])
+        if missing:
+            raise HimlError(f"tiles table {table} needs the columns {', '.join(sorted(missing))}")
+        rows = list(reader)
+    if not rows:
+        raise HimlError(f"tiles table {table} lists no tiles")
+    return tile_bags_from_rows(rows, table.parent, str(table))
