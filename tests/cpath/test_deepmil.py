@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from himl_cpath.deepmil_data import LabelledSlide, class_indices, collate_bags, split_slides
-from himl_cpath.slide_table import SlideRecord
+from himl_cpath.deepmil import one_per_slide
+from himl_cpath.deepmil_data import ImageBags, LabelledSlide, class_indices, collate_bags, split_slides
+from himl_cpath.slide_table import SlideRecord, tile_bags_from_csv
 from himl_cpath.synthetic import SyntheticSlide
+from himl_cpath.tiling import TilingOptions
 
 from himl_kernel.errors import HimlError
 from himl_kernel.runstore import RunStore
@@ -170,3 +172,93 @@ def test_deepmil_on_forty_slides_finds_the_signal(mil_slides: MilSlides, tmp_pat
     again = run_himl(*args, "--pooling", "mean", "--max_epochs", "1", cwd=tmp_path, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "encoded 0 of 40 slides" in again.stdout
+
+
+def test_a_slide_tested_by_two_processes_counts_once() -> None:
+    rows = [
+        {"_bag": (0, 0, 0), "slide_id": "a", "attention": 0.5},
+        {"_bag": (0, 0, 0), "slide_id": "a", "attention": 0.5},
+        {"_bag": (0, 0, 1), "slide_id": "b", "attention": 1.0},
+        {"_bag": (1, 0, 0), "slide_id": "c", "attention": 1.0},
+        {"_bag": (1, 0, 1), "slide_id": "a", "attention": 0.5},  # the sampler's padding: "a" again
+        {"_bag": (1, 0, 1), "slide_id": "a", "attention": 0.5},
+    ]
+    kept = one_per_slide(rows)
+    assert [r["slide_id"] for r in kept] == ["a", "a", "b", "c"]
+    assert all("_bag" not in r for r in kept)
+
+
+def write_tiles_table(folder: Path, slides: dict[str, tuple[str, int]], split: dict[str, str] | None = None) -> Path:
+    """A tiles dataset.csv: ``slides`` maps slide id -> (label, number of 32-pixel tiles)."""
+    from PIL import Image
+
+    lines = ["slide_id,tile_id,image,label,tile_x,tile_y,occupancy" + (",split" if split else "")]
+    for slide_id, (label, count) in slides.items():
+        for index in range(count):
+            name = f"{slide_id}_{index}.png"
+            Image.new("RGB", (32, 32), (20 * index, 100, 150)).save(folder / name)
+            extra = f",{split.get(slide_id, '')}" if split else ""
+            lines.append(f"{slide_id},{slide_id}_{index},{name},{label},{index * 32},0,1.0{extra}")
+    table = folder / "dataset.csv"
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return table
+
+
+def test_tiles_tables_become_one_bag_per_slide_and_bad_ones_fail_in_one_line(tmp_path: Path) -> None:
+    table = write_tiles_table(tmp_path, {"s1": ("1", 3), "s2": ("0", 2)}, split={"s2": "test"})
+    bags, splits = tile_bags_from_csv(table)
+    assert [(b.slide_id, b.label, len(b.images), b.tile_x) for b in bags] == [
+        ("s1", "1", 3, (0, 32, 64)),
+        ("s2", "0", 2, (0, 32)),
+    ]
+    assert splits == {"s2": "test"} and all(p.is_file() for b in bags for p in b.paths())
+    text = table.read_text(encoding="utf-8").replace("s1_2.png,1,", "s1_2.png,0,")
+    table.write_text(text, encoding="utf-8")
+    with pytest.raises(HimlError, match="the tiles of slide s1 have different labels: 0, 1"):
+        tile_bags_from_csv(table)
+    (tmp_path / "bad.csv").write_text("tile_id,image\nt,x.png\n", encoding="utf-8")
+    with pytest.raises(HimlError, match="needs the columns label, slide_id"):
+        tile_bags_from_csv(tmp_path / "bad.csv")
+
+
+def test_training_bags_draw_new_tiles_each_time_and_inference_bags_keep_theirs(tmp_path: Path) -> None:
+    write_tiles_table(tmp_path, {"s1": ("1", 12)})
+    bags, _ = tile_bags_from_csv(tmp_path / "dataset.csv")
+    slides = [LabelledSlide(bags[0], 1)]
+    options = TilingOptions(32)
+    torch.manual_seed(0)
+    training = ImageBags(slides, options, max_bag_size=4, resample=True)
+    draws = {tuple(training[0]["tile_index"].tolist()) for _ in range(6)}
+    assert len(draws) > 1 and all(len(d) == 4 for d in draws)
+    inference = ImageBags(slides, options, max_bag_size=4, seed=3)
+    fixed = {tuple(inference[0]["tile_index"].tolist()) for _ in range(6)}
+    assert len(fixed) == 1
+    item = inference[0]
+    # each image is the tile file its index names
+    first = int(item["tile_index"][0])
+    assert int(item["images"][0, 0, 0, 0]) == 20 * first and int(item["tile_x"][0]) == 32 * first
+
+
+def test_deepmil_under_ddp_writes_each_test_slide_once(slide_folder: SlideFolder, tmp_path: Path) -> None:
+    """Two CPU processes (gloo); three test slides, so the test sampler hands one slide to both."""
+    table = tmp_path / "dataset.csv"
+    lines = ["image,slide_id,label"] + [f"{s.path},{s.path.stem},{s.label}" for s in slide_folder.slides]
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = {"HIML_HOME": str(tmp_path / "home"), "HIML_CACHE": str(tmp_path / "cache")}
+    result = run_himl(
+        "run", "--model", "DeepMIL", "--slides_csv", str(table), "--devices", "2", "--strategy", "ddp",
+        "--test_fraction", "0.3", "--batch_size", "1", "--max_epochs", "1", "--pl_num_sanity_val_steps", "0",
+        "--figures", "false", cwd=tmp_path, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Starting with 2 processes" in result.stdout + result.stderr
+    outputs = newest_outputs(tmp_path / "home")
+    rows = read_rows(outputs / "test_output.csv")
+    slides = {r["slide_id"] for r in rows}
+    assert len(slides) == 3
+    for slide_id in slides:
+        attention = [float(r["attention"]) for r in rows if r["slide_id"] == slide_id]
+        assert sum(attention) == pytest.approx(1.0, abs=1e-5), slide_id  # 2.0 if the repeat were kept
+    matrix = read_rows(outputs / "test_confusion_matrix.csv")
+    assert sum(int(v) for row in matrix for k, v in row.items() if k != "true\\predicted") == 3
+    assert not (outputs / "test_roc_curve.png").exists()  # --figures false
