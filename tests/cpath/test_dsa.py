@@ -177,3 +177,12 @@ def test_dsa_upload_errors_are_one_line(girder: FakeGirder, tmp_path: Path) -> N
     bad.write_text("slide_id,attention\ns,0.1\n", encoding="utf-8")
     with pytest.raises(HimlError, match="lacks the columns tile_x/left, tile_y/top"):
         read_attention_table(bad)
+    unknown = tmp_path / "crck.csv"
+    unknown.write_text("slide_id,tile_x,tile_y,right,bottom,attention\ns,-1,-1,,,0.1\n", encoding="utf-8")
+    with pytest.raises(HimlError, match="line 2: tile -1, -1 has no level-0 coordinates"):
+        read_attention_table(unknown)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("slide_id,tile_x,tile_y,right,bottom,attention\ns,0,0,,,0.1\n", encoding="utf-8")
+    with pytest.raises(HimlError, match="line 2: right/bottom are empty"):
+        read_attention_table(empty)
+    assert read_attention_table(empty, tile_size=512)["s"][0].width == 512

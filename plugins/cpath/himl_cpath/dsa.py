@@ -76,10 +76,14 @@ def read_attention_table(path: Path, tile_size: int | None = None) -> dict[str, 
         for line, row in enumerate(reader, start=2):
             try:
                 x, y = round(float(row[x_col])), round(float(row[y_col]))
-                if right_col and bottom_col:
+                if x < 0 or y < 0:
+                    raise ValueError(f"tile {x}, {y} has no level-0 coordinates, so it cannot be drawn on the slide")
+                if right_col and bottom_col and row[right_col] and row[bottom_col]:
                     width, height = round(float(row[right_col])) - x, round(float(row[bottom_col])) - y
+                elif tile_size:
+                    width = height = int(tile_size)
                 else:
-                    width = height = int(tile_size or 0)
+                    raise ValueError("right/bottom are empty: give the tile size in level-0 pixels (--tile-size)")
                 value = float(row[value_col])
             except (TypeError, ValueError) as exc:
                 raise HimlError(f"{path} line {line}: {exc}") from exc
