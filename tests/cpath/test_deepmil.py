@@ -99,7 +99,7 @@ def test_multiclass_with_a_tuned_encoder_and_class_weights(slide_folder: SlideFo
         "run", "--model", "DeepMIL", "--slides_csv", str(table), "--num_classes", "3",
         "--class_weights", "[1.0, 2.0, 1.0]", "--tune_encoder", "--pooling", "gated_attention",
         "--max_bag_size", "3", "--max_bag_size_inference", "3", "--max_epochs", "1", "--batch_size", "2",
-        "--pl_num_sanity_val_steps", "0", cwd=tmp_path, env=env,
+        "--num_workers", "2", "--pl_num_sanity_val_steps", "0", cwd=tmp_path, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test/auroc=" in result.stdout and "test/qwk=" in result.stdout
@@ -121,6 +121,18 @@ def test_multiclass_with_a_tuned_encoder_and_class_weights(slide_folder: SlideFo
     for slide_id in {r["slide_id"] for r in rows}:
         for kind in ("top", "bottom", "heatmap"):
             assert (outputs / "attention" / f"{slide_id}_{kind}.png").is_file(), (slide_id, kind)
+
+    # the figures again, from the CSV alone (as for a run whose outputs were downloaded)
+    again = run_himl(
+        "cpath", "figures", str(outputs / "test_output.csv"), "--slides", str(table), "--output", str(tmp_path / "f"),
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    made = sorted(p.relative_to(tmp_path / "f").as_posix() for p in (tmp_path / "f").rglob("*.png"))
+    assert made == sorted(p.relative_to(outputs).as_posix() for p in outputs.rglob("*.png")), made
+    wrong = run_himl("cpath", "figures", str(table), cwd=tmp_path, env=env)
+    lines = [line for line in wrong.stderr.splitlines() if line.startswith("himl: error:")]
+    assert wrong.returncode == 2 and len(lines) == 1 and "is it a DeepMIL test_output.csv?" in lines[0], wrong.stderr
 
 
 def test_wrong_class_weights_fail_in_one_line(slide_folder: SlideFolder, tmp_path: Path) -> None:

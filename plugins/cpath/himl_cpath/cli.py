@@ -1,4 +1,4 @@
-"""``himl cpath``: tile, montage, dsa-upload and info, on the command line.
+"""``himl cpath``: tile, montage, dsa-upload, figures and info, on the command line.
 
 The module is imported only when ``himl cpath`` runs; each subcommand
 imports what it needs when it is chosen.
@@ -120,6 +120,43 @@ def _dsa_upload(args: argparse.Namespace, host: PluginHost) -> int:
     return 1 if report.missing else 0
 
 
+def _figures(args: argparse.Namespace, host: PluginHost) -> int:
+    import csv
+
+    from himl_cpath.mil_figures import write_figures
+    from himl_cpath.slide import backend_order
+    from himl_cpath.slide_table import load_slides
+
+    backend_order(args.backend)
+    if not args.table.is_file():
+        raise HimlError(f"test output {args.table} does not exist")
+    with args.table.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        rows = list(reader)
+    missing = [c for c in ("slide_id", "label", "tile_x", "tile_y", "attention") if c not in columns]
+    if missing:
+        raise HimlError(f"{args.table} lacks the columns {', '.join(missing)}: is it a DeepMIL test_output.csv?")
+    num_classes = sum(1 for c in columns if c.startswith("prob_"))
+    if num_classes < 2:
+        raise HimlError(f"{args.table} has no prob_0, prob_1, ... columns: is it a DeepMIL test_output.csv?")
+    slides = {r.slide_id: r for r in load_slides(args.slides)} if args.slides else {}
+    output = args.output or args.table.parent
+    written = write_figures(
+        output,
+        rows,
+        slides,
+        num_classes=num_classes,
+        tile_size=args.tile_size,
+        tile_level=args.tile_level,
+        top_k=args.top_k,
+        backend=args.backend,
+        tiles_root=args.tiles_root,
+    )
+    print(f"{len(written)} figures of {len({r['slide_id'] for r in rows})} slides in {output}")
+    return 0
+
+
 def _info(args: argparse.Namespace, host: PluginHost) -> int:
     from himl_cpath.slide import open_slide
 
@@ -186,6 +223,23 @@ class CpathCommand:
         dsa.add_argument("--name", default="attention", help="annotation name (default: attention)")
         dsa.add_argument("--dsa-url", default=None, help="the DSA's API address (default: $DSA_URL)")
         dsa.set_defaults(handler=_dsa_upload)
+
+        figures = sub.add_parser(
+            "figures", help="ROC/PR curves and attention tiles and heatmaps from a DeepMIL test_output.csv"
+        )
+        figures.add_argument("table", type=Path, help="the test_output.csv of a DeepMIL run")
+        figures.add_argument(
+            "--slides", type=Path, default=None, help="the slides (folder or dataset.csv), for tiles and heatmaps"
+        )
+        figures.add_argument(
+            "--tiles-root", type=Path, default=None, help="folder the table's image column is relative to"
+        )
+        figures.add_argument("--output", type=Path, default=None, help="where to write (default: the table's folder)")
+        figures.add_argument("--tile-size", type=int, default=224, help="tile side in pixels of --tile-level")
+        figures.add_argument("--tile-level", type=int, default=0, help="pyramid level the tiles were cut at")
+        figures.add_argument("--top-k", type=int, default=12, help="tiles in each top and bottom figure")
+        figures.add_argument("--backend", default="auto", help="slide reader (default: auto)")
+        figures.set_defaults(handler=_figures)
 
         info = sub.add_parser("info", help="levels, sizes, microns per pixel and magnification of a slide")
         info.add_argument("slide", type=Path)

@@ -306,6 +306,7 @@ class DeepMIL(LightningContainer):
     max_bag_size: int = Field(0, ge=0, description="tiles drawn per slide in training; 0: all")
     max_bag_size_inference: int = Field(0, ge=0, description="tiles per slide in validation and test; 0: all")
     batch_size: int = Field(4, ge=1, description="slides per batch")
+    num_workers: int = Field(0, ge=0, description="loader processes reading tiles for a tuned encoder (0: in-process)")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="share of the slides (per class) for validation")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="share of the slides (per class) for the test")
     split_seed: int = Field(0, description="seed of the split into train, validation and test")
@@ -462,6 +463,7 @@ class DeepMIL(LightningContainer):
             prepare=prepare,
             seed=self.effective_random_seed,
             backend=self.slide_backend,
+            num_workers=self.num_workers,
         )
 
 

@@ -272,9 +272,11 @@ class DeepMILDataModule(LightningDataModule):
         prepare: Any = None,
         seed: int = 0,
         backend: str | None = None,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
         self.splits = splits
+        self.num_workers = num_workers
         self.options = options
         self.batch_size = batch_size
         self.max_bag_size = max_bag_size
@@ -303,8 +305,15 @@ class DeepMILDataModule(LightningDataModule):
         return self.datasets[split]
 
     def _loader(self, split: str) -> DataLoader[dict[str, Any]]:
+        # cached features are in memory already; worker processes help only where tiles are read
+        workers = 0 if self.feature_cache is not None else self.num_workers
         return DataLoader(
-            self._dataset(split), batch_size=self.batch_size, shuffle=split == "train", collate_fn=collate_bags
+            self._dataset(split),
+            batch_size=self.batch_size,
+            shuffle=split == "train",
+            collate_fn=collate_bags,
+            num_workers=workers,
+            persistent_workers=workers > 0,
         )
 
     @override
