@@ -148,5 +148,5 @@ def format_cli_value(value: Any) -> str:
     if isinstance(value, (list, tuple, dict)):
         import json
 
-        return json.dumps(value)
+        return json.dumps(value, default=str)  # paths (and other objects) inside a list as their text
     return str(value)

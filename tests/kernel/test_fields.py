@@ -24,6 +24,7 @@ class Example(CrossValidation, Container):
     optimizer: Literal["adam", "sgd"] = "adam"
     checkpoint: Path | None = None
     limit: int | None = None
+    folders: list[Path] = Field(default_factory=list)
 
 
 def test_options_are_converted_to_field_types() -> None:
@@ -107,3 +108,14 @@ def test_non_default_arguments_rebuild_the_same_container() -> None:
     args = non_default_arguments(original)
     assert "--epochs" not in args
     assert parse_fields(Example, args) == original
+
+
+def test_a_list_takes_a_bare_value_or_a_comma_list_and_paths_in_it_rebuild() -> None:
+    one = parse_fields(Example, ["--folders", "/data/a", "--sizes", "8"])
+    assert one.folders == [Path("/data/a")] and one.sizes == [8]
+    two = parse_fields(Example, ["--folders", "/data/a,/data/b", "--sizes", "8, 16"])
+    assert two.folders == [Path("/data/a"), Path("/data/b")] and two.sizes == [8, 16]
+    assert parse_fields(Example, ["--folders", "[/x, /y]"]).folders == [Path("/x"), Path("/y")]
+    args = non_default_arguments(two)  # a list of paths is written back as JSON, not refused
+    assert args[args.index("--folders") + 1] == '["/data/a", "/data/b"]'
+    assert parse_fields(Example, args) == two

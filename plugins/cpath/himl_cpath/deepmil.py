@@ -379,7 +379,6 @@ class DeepMIL(LightningContainer):
         from himl_cpath.mil_figures import write_figures
 
         folder = self.outputs_folder
-        write_test_outputs(folder, rows, matrix)
         sources = {s.slide_id: s for s in self._sources}
         slides = {k: v for k, v in sources.items() if isinstance(v, SlideRecord)}
         roots = {v.root for v in sources.values() if isinstance(v, TileFileBag)}
@@ -388,6 +387,7 @@ class DeepMIL(LightningContainer):
                 bag = sources.get(row["slide_id"])
                 if isinstance(bag, TileFileBag) and 0 <= int(row["tile_index"]) < len(bag.images):
                     row["image"] = str(bag.root / bag.images[int(row["tile_index"])])
+        write_test_outputs(folder, rows, matrix)
         if self.figures:
             write_figures(
                 folder,

@@ -85,13 +85,20 @@ def split_slides(
 ) -> SlideSplits:
     """Train, validation and test slides.
 
-    Slides named in ``fixed`` (slide id -> split, from a ``split`` column) go
-    where it says. The rest are shuffled with ``seed`` within each class and
-    dealt out by the fractions, so every split keeps the class balance. With
+    Slides named in ``fixed`` (slide id -> split, from a ``split`` column or
+    a dataset's own test folder) go where it says. The rest are shuffled with
+    ``seed`` within each class and dealt out by the fractions, so every split
+    keeps the class balance; but a split that ``fixed`` already fills (TCGA-CRCk's
+    test slides, say) gets no more slides by its fraction. With
     cross-validation the test slides stay the same and fold
     ``crossval_index`` of the remaining ones is the validation set.
     """
     fixed = fixed or {}
+    if "test" in fixed.values():
+        test_fraction = 0.0
+    if "val" in fixed.values():
+        val_fraction = 0.0
+        crossval_count = 1  # the validation slides are given
     splits = SlideSplits()
     free: dict[int, list[LabelledSlide]] = {}
     for slide in slides:

@@ -45,9 +45,6 @@ class TcgaCrckImageNetMIL(DeepMIL):
     pooling: PoolingName = Field("attention", description="how tiles are pooled into a slide embedding")
     max_bag_size: int = Field(1000, ge=0, description="tiles drawn per slide in training; 0: all")
     batch_size: int = Field(8, ge=1, description="slides per batch")
-    test_fraction: float = Field(
-        0.0, ge=0, lt=1, description="share of CRC_DX_TRAIN's slides (per class) for the test too; 0: CRC_DX_TEST only"
-    )
     max_epochs: int = Field(50, ge=1, description="epochs to train for")
     l_rate: float = Field(5e-4, gt=0, description="the learning rate at the start of the schedule")
     best_checkpoint_metric: str = Field("val/auroc", description="the metric the best checkpoint is chosen by")
