@@ -15,12 +15,14 @@ from himl_cpath.mil_figures import (
     GRID_MARGIN,
     HEATMAP_ALPHA,
     HEATMAP_COLORMAP,
+    SlideScore,
     area_under_curve,
     average_precision,
     confusion_matrix,
     grid_cell_origin,
     pr_curve,
     roc_curve,
+    slides_to_show,
     write_figures,
 )
 from himl_cpath.slide import open_slide
@@ -28,7 +30,7 @@ from himl_cpath.slide_table import SlideRecord
 from himl_cpath.synthetic import SyntheticSlide
 from PIL import Image
 
-from tests.cpath.conftest import SlideFolder
+from .conftest import SlideFolder
 
 TILE = 256
 STEP = 300
@@ -343,3 +345,12 @@ def test_a_missing_slide_is_one_warning_and_the_rest_is_written(
     assert not any(name.startswith("gone_") for name in names)
     assert not list((tmp_path / "attention").glob("gone_*"))
     assert read_png(tmp_path / "attention" / "small_top.png").shape[1] == GRID_MARGIN + 2 * (TILE + GRID_MARGIN)
+
+
+def test_a_cap_on_attention_figures_shares_them_over_classes_sure_and_unsure() -> None:
+    scores = {f"n{i}": SlideScore(0, 0, (1 - i / 10, i / 10)) for i in range(6)}
+    scores |= {f"p{i}": SlideScore(1, 1, (1 - (0.4 + i / 10), 0.4 + i / 10)) for i in range(3)}
+    assert slides_to_show(scores, 0) == set(scores) == slides_to_show(scores, 9)
+    # per class: the surest, then the least sure
+    assert slides_to_show(scores, 4) == {"n0", "n5", "p2", "p0"}
+    assert slides_to_show(scores, 7) == {"n0", "n5", "n1", "n4", "p2", "p0", "p1"}

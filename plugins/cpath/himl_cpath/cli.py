@@ -152,6 +152,7 @@ def _figures(args: argparse.Namespace, host: PluginHost) -> int:
         top_k=args.top_k,
         backend=args.backend,
         tiles_root=args.tiles_root,
+        max_slides=args.max_slides,
     )
     print(f"{len(written)} figures of {len({r['slide_id'] for r in rows})} slides in {output}")
     return 0
@@ -238,6 +239,9 @@ class CpathCommand:
         figures.add_argument("--tile-size", type=int, default=224, help="tile side in pixels of --tile-level")
         figures.add_argument("--tile-level", type=int, default=0, help="pyramid level the tiles were cut at")
         figures.add_argument("--top-k", type=int, default=12, help="tiles in each top and bottom figure")
+        figures.add_argument(
+            "--max-slides", type=int, default=0, help="attention figures for at most this many slides (default: all)"
+        )
         figures.add_argument("--backend", default="auto", help="slide reader (default: auto)")
         figures.set_defaults(handler=_figures)
 

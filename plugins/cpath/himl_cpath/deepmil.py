@@ -315,6 +315,9 @@ class DeepMIL(LightningContainer):
     l_rate: float = Field(1e-3, gt=0, description="the learning rate at the start of the schedule")
     figures: bool = Field(True, description="draw ROC and PR curves and attention tiles and heatmaps after the test")
     figures_top_k: int = Field(12, ge=1, description="tiles in each slide's top and bottom attention figures")
+    figures_max_slides: int = Field(
+        60, ge=0, description="slides with attention figures, shared over the classes, sure and unsure ones; 0: all"
+    )
 
     _sources: list[BagSource] = PrivateAttr(default_factory=list)
     _weights_file: tuple[str, Path] | None = PrivateAttr(None)
@@ -397,6 +400,7 @@ class DeepMIL(LightningContainer):
                 tile_size=self.tile_size,
                 tile_level=self.tile_level,
                 top_k=self.figures_top_k,
+                max_slides=self.figures_max_slides,
                 backend=self.slide_backend,
                 tiles_root=None,  # "image" holds the whole path
             )

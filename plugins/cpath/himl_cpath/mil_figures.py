@@ -158,7 +158,7 @@ def _float(value: Any) -> float:
 
 
 @dataclass(frozen=True)
-class _Slide:
+class SlideScore:
     """What the curves need of one slide: its label, prediction and class probabilities."""
 
     label: int
@@ -166,9 +166,9 @@ class _Slide:
     probabilities: tuple[float, ...]
 
 
-def _slides_of(rows: Sequence[Mapping[str, Any]], num_classes: int) -> dict[str, _Slide]:
+def _slides_of(rows: Sequence[Mapping[str, Any]], num_classes: int) -> dict[str, SlideScore]:
     """One entry per slide id, from the slide's first row."""
-    found: dict[str, _Slide] = {}
+    found: dict[str, SlideScore] = {}
     for row in rows:
         slide_id = str(row["slide_id"])
         if slide_id in found:
@@ -181,8 +181,37 @@ def _slides_of(rows: Sequence[Mapping[str, Any]], num_classes: int) -> dict[str,
             probabilities = (1.0 - positive, positive)
         else:
             raise ValueError(f"test rows need columns prob_0 .. prob_{num_classes - 1}")
-        found[slide_id] = _Slide(_int(row["label"]), _int(row["prediction"]), probabilities)
+        found[slide_id] = SlideScore(_int(row["label"]), _int(row["prediction"]), probabilities)
     return found
+
+
+def slides_to_show(slides: Mapping[str, SlideScore], max_slides: int) -> set[str]:
+    """The slides that get attention figures: all, or ``max_slides`` of them shared out over the true classes.
+
+    Within a class the slides come by the probability the model gave that
+    class, alternating between the most and the least confident, so that
+    both the clearest cases and the worst misses are shown.
+    """
+    if max_slides <= 0 or len(slides) <= max_slides:
+        return set(slides)
+    queues: dict[int, list[str]] = {}
+    for label in sorted({s.label for s in slides.values()}):
+        ranked = sorted(
+            (i for i, s in slides.items() if s.label == label),
+            key=lambda i: (-slides[i].probabilities[label] if 0 <= label < len(slides[i].probabilities) else 0.0, i),
+        )
+        queue: list[str] = []
+        while ranked:  # most confident, least confident, second most, ...
+            queue.append(ranked.pop(0))
+            if ranked:
+                queue.append(ranked.pop())
+        queues[label] = queue
+    chosen: set[str] = set()
+    while len(chosen) < max_slides:
+        for queue in queues.values():
+            if queue and len(chosen) < max_slides:
+                chosen.add(queue.pop(0))
+    return chosen
 
 
 # -- matplotlib figures -------------------------------------------------------
@@ -211,7 +240,7 @@ def _curve_classes(num_classes: int) -> list[int]:
     return [1] if num_classes == 2 else list(range(num_classes))
 
 
-def write_curves(folder: Path, slides: Mapping[str, _Slide], num_classes: int) -> list[Path]:
+def write_curves(folder: Path, slides: Mapping[str, SlideScore], num_classes: int) -> list[Path]:
     """The ROC and PR curves of ``slides`` as PNG and CSV files in ``folder``; the paths written."""
     ids = sorted(slides)
     labels = np.array([slides[s].label for s in ids], dtype=np.int64)
@@ -256,7 +285,7 @@ def write_curves(folder: Path, slides: Mapping[str, _Slide], num_classes: int) -
     return written
 
 
-def write_confusion_matrix(folder: Path, slides: Mapping[str, _Slide], num_classes: int) -> Path:
+def write_confusion_matrix(folder: Path, slides: Mapping[str, SlideScore], num_classes: int) -> Path:
     """``test_confusion_matrix.png``: counts of slides per true and predicted class, shaded by row fraction."""
     ids = sorted(slides)
     matrix = confusion_matrix([slides[s].label for s in ids], [slides[s].prediction for s in ids], num_classes)
@@ -504,6 +533,7 @@ def write_figures(
     top_k: int = 12,
     backend: str | None = None,
     tiles_root: Path | None = None,
+    max_slides: int = 0,
 ) -> list[Path]:
     """Write the test figures of a DeepMIL run into ``folder``; the paths written.
 
@@ -519,6 +549,8 @@ def write_figures(
         top_k: how many tiles each attention grid shows.
         backend: slide reader backend(s), as :func:`himl_cpath.slide.open_slide` takes.
         tiles_root: the folder that rows' ``image`` paths are relative to.
+        max_slides: attention figures for at most this many slides (0: all);
+            see :func:`slides_to_show`. The curves always use every slide.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -531,7 +563,10 @@ def write_figures(
         tiles.setdefault(str(row["slide_id"]), []).append(_tile_of(row))
     attention_folder = folder / ATTENTION_FOLDER
     attention_folder.mkdir(exist_ok=True)
+    shown = slides_to_show(per_slide, max_slides)
     for slide_id, slide_tiles in tiles.items():
+        if slide_id not in shown:
+            continue
         source = _TileSource(slides.get(slide_id), backend, tiles_root, tile_size, tile_level)
         try:
             write_slide_figures(attention_folder, slide_id, slide_tiles, source, top_k=top_k, written=written)
