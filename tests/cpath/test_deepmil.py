@@ -184,6 +184,7 @@ def test_deepmil_on_forty_slides_finds_the_signal(mil_slides: MilSlides, tmp_pat
     again = run_himl(*args, "--pooling", "mean", "--max_epochs", "1", cwd=tmp_path, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "encoded 0 of 40 slides" in again.stdout
+    assert result.stdout.count("himl: encoded") == 1 == again.stdout.count("himl: encoded")  # not again for the test
 
 
 def test_a_slide_tested_by_two_processes_counts_once() -> None:

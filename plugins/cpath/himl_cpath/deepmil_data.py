@@ -295,9 +295,10 @@ class DeepMILDataModule(LightningDataModule):
         self.datasets: dict[str, Dataset[dict[str, Any]]] = {}
 
     @override
-    def prepare_data(self) -> None:  # once per machine: fill the feature cache
+    def prepare_data(self) -> None:  # once per machine (fit and test both ask): fill the feature cache
         if self._prepare is not None:
-            self._prepare()
+            prepare, self._prepare = self._prepare, None
+            prepare()
 
     def _dataset(self, split: str) -> Dataset[dict[str, Any]]:
         if split not in self.datasets:
