@@ -26,100 +26,83 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from himl_cpath.deepmil import DeepMIL, EncoderName, PoolingName
 from himl_kernel.errors import HimlError
 
 
-class TcgaCrckImageNetMIL(DeepMIL):
+class MILRecipe(DeepMIL):
+    """What the named configurations share: a frozen ImageNet resnet18, attention pooling, bags of 1000 tiles."""
+
+    encoder: EncoderName = Field("resnet18", description="tile encoder: resnet18, resnet50 or swin_tiny (timm)")
+    encoder_weights: str | None = Field(
+        "hub",
+        description="encoder weights: 'hub' (timm's ImageNet weights, needs the network), or a file, URL or "
+        "RUN_ID:path",
+    )
+    pooling: PoolingName = Field("attention", description="how tiles are pooled into a slide embedding")
+    max_bag_size: int = Field(1000, ge=0, description="tiles drawn per slide in training; 0: all")
+    batch_size: int = Field(8, ge=1, description="slides per batch")
+    l_rate: float = Field(5e-4, gt=0, description="the learning rate at the start of the schedule")
+    best_checkpoint_mode: Literal["min", "max"] = Field("max", description="whether the best metric is low or high")
+
+
+class SSLEncoder(BaseModel):
+    """Mixed into a recipe: the encoder's weights come from a self-supervised checkpoint, which must be named."""
+
+    encoder_weights: str | None = Field(
+        None, description="the self-supervised checkpoint of the tile encoder: a file, URL or RUN_ID:path (required)"
+    )
+
+    @model_validator(mode="after")
+    def _needs_a_checkpoint(self) -> SSLEncoder:
+        if not (self.encoder_weights or "").strip() or self.encoder_weights == "hub":
+            raise HimlError(
+                f"{type(self).__name__} needs --encoder_weights: the self-supervised checkpoint of the tile "
+                "encoder (a file, URL or RUN_ID:path)"
+            )
+        return self
+
+
+class TransformerPooling(BaseModel):
+    """Mixed into a recipe: the transformer pooling of Myronenko et al. 2021, with a lower learning rate."""
+
+    pooling: PoolingName = Field("transformer_attention", description="how tiles are pooled into a slide embedding")
+    pool_num_layers: int = Field(2, ge=1, description="transformer layers of the transformer poolings")
+    pool_num_heads: int = Field(4, ge=1, description="attention heads of the transformer poolings")
+    l_rate: float = Field(1e-4, gt=0, description="the learning rate at the start of the schedule")
+
+
+class TcgaCrckImageNetMIL(MILRecipe):
     """TCGA-CRCk, MSI vs MSS from tiles already cut: frozen ImageNet resnet18, attention pooling."""
 
     num_classes: int = Field(2, ge=2, description="classes: MSS (0) and MSIMUT (1)")
-    encoder: EncoderName = Field("resnet18", description="tile encoder: resnet18, resnet50 or swin_tiny (timm)")
-    encoder_weights: str | None = Field(
-        "hub",
-        description="encoder weights: 'hub' (timm's ImageNet weights, needs the network), or a file, URL or "
-        "RUN_ID:path",
-    )
-    pooling: PoolingName = Field("attention", description="how tiles are pooled into a slide embedding")
-    max_bag_size: int = Field(1000, ge=0, description="tiles drawn per slide in training; 0: all")
-    batch_size: int = Field(8, ge=1, description="slides per batch")
     max_epochs: int = Field(50, ge=1, description="epochs to train for")
-    l_rate: float = Field(5e-4, gt=0, description="the learning rate at the start of the schedule")
     best_checkpoint_metric: str = Field("val/auroc", description="the metric the best checkpoint is chosen by")
-    best_checkpoint_mode: Literal["min", "max"] = Field("max", description="whether the best metric is low or high")
 
 
-class TcgaCrckSSLMIL(TcgaCrckImageNetMIL):
+class TcgaCrckSSLMIL(SSLEncoder, TcgaCrckImageNetMIL):
     """TCGA-CRCk with a frozen resnet18 from a self-supervised checkpoint (``--encoder_weights``)."""
 
-    encoder_weights: str | None = Field(
-        None, description="the self-supervised checkpoint of the tile encoder: a file, URL or RUN_ID:path (required)"
-    )
 
-    @model_validator(mode="after")
-    def _needs_a_checkpoint(self) -> TcgaCrckSSLMIL:
-        _require_weights(self)
-        return self
-
-
-class TcgaCrckTransformerMIL(TcgaCrckImageNetMIL):
+class TcgaCrckTransformerMIL(TransformerPooling, TcgaCrckImageNetMIL):
     """TCGA-CRCk with the ImageNet encoder and the transformer pooling of Myronenko et al. 2021."""
 
-    pooling: PoolingName = Field("transformer_attention", description="how tiles are pooled into a slide embedding")
-    pool_num_layers: int = Field(2, ge=1, description="transformer layers of the transformer poolings")
-    pool_num_heads: int = Field(4, ge=1, description="attention heads of the transformer poolings")
-    l_rate: float = Field(1e-4, gt=0, description="the learning rate at the start of the schedule")
 
-
-class PandaImageNetMIL(DeepMIL):
+class PandaImageNetMIL(MILRecipe):
     """PANDA, the ISUP grade (0-5) of prostate biopsies: tiles cut at level 1, frozen ImageNet resnet18."""
 
     num_classes: int = Field(6, ge=2, description="classes: the ISUP grades 0 to 5")
-    encoder: EncoderName = Field("resnet18", description="tile encoder: resnet18, resnet50 or swin_tiny (timm)")
-    encoder_weights: str | None = Field(
-        "hub",
-        description="encoder weights: 'hub' (timm's ImageNet weights, needs the network), or a file, URL or "
-        "RUN_ID:path",
-    )
-    pooling: PoolingName = Field("attention", description="how tiles are pooled into a slide embedding")
-    tile_size: int = Field(224, ge=1, description="tile side in pixels at tile_level")
     tile_level: int = Field(1, ge=0, description="pyramid level the tiles are cut at (PANDA's level 1: 4x down)")
     min_occupancy: float = Field(0.25, ge=0, le=1, description="least share of tissue in a kept tile")
-    max_bag_size: int = Field(1000, ge=0, description="tiles drawn per slide in training; 0: all")
-    batch_size: int = Field(8, ge=1, description="slides per batch")
     max_epochs: int = Field(200, ge=1, description="epochs to train for")
-    l_rate: float = Field(5e-4, gt=0, description="the learning rate at the start of the schedule")
     best_checkpoint_metric: str = Field("val/qwk", description="the metric the best checkpoint is chosen by")
-    best_checkpoint_mode: Literal["min", "max"] = Field("max", description="whether the best metric is low or high")
 
 
-class PandaSSLMIL(PandaImageNetMIL):
+class PandaSSLMIL(SSLEncoder, PandaImageNetMIL):
     """PANDA with a frozen resnet18 from a self-supervised checkpoint (``--encoder_weights``)."""
 
-    encoder_weights: str | None = Field(
-        None, description="the self-supervised checkpoint of the tile encoder: a file, URL or RUN_ID:path (required)"
-    )
 
-    @model_validator(mode="after")
-    def _needs_a_checkpoint(self) -> PandaSSLMIL:
-        _require_weights(self)
-        return self
-
-
-class PandaTransformerMIL(PandaImageNetMIL):
+class PandaTransformerMIL(TransformerPooling, PandaImageNetMIL):
     """PANDA with the ImageNet encoder and the transformer pooling of Myronenko et al. 2021."""
-
-    pooling: PoolingName = Field("transformer_attention", description="how tiles are pooled into a slide embedding")
-    pool_num_layers: int = Field(2, ge=1, description="transformer layers of the transformer poolings")
-    pool_num_heads: int = Field(4, ge=1, description="attention heads of the transformer poolings")
-    l_rate: float = Field(1e-4, gt=0, description="the learning rate at the start of the schedule")
-
-
-def _require_weights(container: DeepMIL) -> None:
-    if not (container.encoder_weights or "").strip() or container.encoder_weights == "hub":
-        raise HimlError(
-            f"{type(container).__name__} needs --encoder_weights: the self-supervised checkpoint of the tile "
-            "encoder (a file, URL or RUN_ID:path)"
-        )
