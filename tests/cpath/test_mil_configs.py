@@ -239,6 +239,12 @@ def test_the_hub_weights_offline_fail_in_one_line(crck: Crck, tmp_path: Path) ->
     assert run.status == "FAILED"
     assert "model hub" in (store.folders(run)[1] / "error.txt").read_text(encoding="utf-8")
 
+    # with no data at all, that is what the one line says: the slides are looked for before the encoder is made
+    bare = run_himl("run", "--model", "TcgaCrckImageNetMIL", cwd=tmp_path, env=env)
+    errors = error_lines(bare.stderr)
+    assert bare.returncode != 0 and len(errors) == 1, bare.stderr
+    assert "needs --slides_csv, or a dataset (--local_datasets)" in errors[0] and "hub" not in errors[0], errors[0]
+
 
 # -- PANDA ----------------------------------------------------------------------------------------------------------
 

@@ -320,6 +320,8 @@ class DeepMIL(LightningContainer):
     )
 
     _sources: list[BagSource] = PrivateAttr(default_factory=list)
+    _fixed_splits: dict[str, str] = PrivateAttr(default_factory=dict)
+    _encoder: TileEncoder | None = PrivateAttr(None)
     _weights_file: tuple[str, Path] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
@@ -405,9 +407,22 @@ class DeepMIL(LightningContainer):
                 tiles_root=None,  # "image" holds the whole path
             )
 
+    def load_sources(self) -> list[BagSource]:
+        """The slides, read once (:meth:`bag_sources`): a missing dataset fails before any encoder is made."""
+        if not self._sources:
+            self._sources, self._fixed_splits = self.bag_sources()
+        return self._sources
+
+    def tile_encoder(self) -> TileEncoder:
+        """The encoder of this run, made once: the model and the feature cache share it."""
+        if self._encoder is None:
+            self._encoder = self.create_encoder()
+        return self._encoder
+
     @override
     def create_model(self) -> LightningModule:
-        encoder = self.create_encoder()
+        self.load_sources()
+        encoder = self.tile_encoder()
         return DeepMILModule(
             num_classes=self.num_classes,
             feature_dim=encoder.num_features,
@@ -427,8 +442,7 @@ class DeepMIL(LightningContainer):
         from himl_cpath.feature_cache import cache_features, cache_folder
         from himl_kernel.dataset_prep import cache_dir
 
-        records, fixed = self.bag_sources()
-        self._sources = records
+        records, fixed = self.load_sources(), self._fixed_splits
         slides = class_indices(records, self.num_classes)
         splits = split_slides(
             slides,
@@ -442,7 +456,7 @@ class DeepMIL(LightningContainer):
         folder: Path | None = None
         prepare = None
         if not self.tune_encoder:
-            encoder = self.create_encoder()
+            encoder = self.tile_encoder()
             root = self.feature_cache or cache_dir() / FEATURE_CACHE_FOLDER
             folder = cache_folder(root, encoder, None if isinstance(records[0], TileFileBag) else self.tiling)
 
