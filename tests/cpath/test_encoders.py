@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from himl_cpath.datasets import SlideTilesDataset
+from himl_cpath.deepmil_data import FeatureBags, LabelledSlide
 from himl_cpath.encoders import ENCODERS, create_encoder
 from himl_cpath.feature_cache import cache_features, load_features
 from himl_cpath.slide_table import SlideRecord
@@ -101,3 +102,12 @@ def test_features_are_cached_once_per_slide_and_encoder(small_slide: SyntheticSl
     stat = small_slide.path.stat()
     os.utime(small_slide.path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert cache_features([record], encoder, options, tmp_path / "cache")[1] == 1  # the slide changed
+
+    # bags read the entry from memory or, past the memory budget, from disk: the same either way
+    slides = [LabelledSlide(record, 1)]
+    in_memory, from_disk = FeatureBags(folder, slides), FeatureBags(folder, slides, memory_budget=0)
+    assert list(in_memory.kept) == [0] and not from_disk.kept
+    first, second = in_memory[0], from_disk[0]
+    assert cached.extent == 224 and first["extent"] == second["extent"] == 224
+    torch.testing.assert_close(first["features"], second["features"], atol=0, rtol=0)
+    assert first["tile_x"].tolist() == second["tile_x"].tolist() == cached.tile_x.tolist()

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from himl_cpath.datasets import read_tile_files
+from himl_cpath.feature_cache import SlideFeatures
 from himl_cpath.slide_table import BagSource, SlideRecord, TileFileBag
 from himl_cpath.tiling import TilingOptions
 from himl_kernel.errors import HimlError
@@ -129,24 +130,58 @@ def split_slides(
     return splits
 
 
-class FeatureBags(Dataset[dict[str, Any]]):
-    """Bags of cached tile features; in training, at most ``max_bag_size`` tiles drawn at random each time."""
+#: Bytes of cached features a FeatureBags keeps in memory; slides beyond it are read from disk each time.
+FEATURE_MEMORY_BUDGET = 4 << 30
 
-    def __init__(self, folder: Path, slides: Sequence[LabelledSlide], max_bag_size: int = 0) -> None:
+
+class FeatureBags(Dataset[dict[str, Any]]):
+    """Bags of cached tile features; in training, at most ``max_bag_size`` tiles drawn at random each time.
+
+    The features of the first slides, up to ``memory_budget`` bytes, are
+    kept in memory; the rest are read (memory-mapped) from the cache each
+    time they are asked for, so that a large dataset (PANDA's 10,000 slides)
+    does not have to fit in memory. Every entry is opened once here, to find
+    slides without tiles before training starts.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        slides: Sequence[LabelledSlide],
+        max_bag_size: int = 0,
+        memory_budget: int = FEATURE_MEMORY_BUDGET,
+    ) -> None:
         from himl_cpath.feature_cache import load_features
 
+        self.folder = Path(folder)
         self.slides = list(slides)
         self.max_bag_size = max_bag_size
-        self.bags = [load_features(folder, s.record.slide_id) for s in self.slides]
-        empty = [s.slide_id for s in self.bags if len(s.features) == 0]
+        self.kept: dict[int, SlideFeatures] = {}
+        used = 0
+        empty = []
+        for index, slide in enumerate(self.slides):
+            bag = load_features(self.folder, slide.record.slide_id, mmap=True)
+            if len(bag.features) == 0:
+                empty.append(bag.slide_id)
+            size = bag.features.numel() * bag.features.element_size()
+            if used + size <= memory_budget:
+                self.kept[index] = bag.in_memory()
+                used += size
         if empty:
             raise HimlError(f"slides without any tile that has enough tissue: {', '.join(empty)}")
+
+    def bag(self, index: int) -> SlideFeatures:
+        """The cached features of slide ``index``, from memory or from disk."""
+        from himl_cpath.feature_cache import load_features
+
+        kept = self.kept.get(index)
+        return kept if kept is not None else load_features(self.folder, self.slides[index].record.slide_id, mmap=True)
 
     def __len__(self) -> int:
         return len(self.slides)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        bag = self.bags[index]
+        bag = self.bag(index)
         chosen = torch.arange(len(bag.features))
         if 0 < self.max_bag_size < len(chosen):
             chosen = torch.randperm(len(chosen))[: self.max_bag_size].sort().values

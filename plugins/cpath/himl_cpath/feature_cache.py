@@ -42,6 +42,12 @@ class SlideFeatures:
     tile_y: Tensor  # (N,) int64, level 0
     extent: int = -1  # level-0 side of a tile; -1: unknown
 
+    def in_memory(self) -> SlideFeatures:
+        """The same features copied into memory (when they were memory-mapped from the cache file)."""
+        return SlideFeatures(
+            self.slide_id, self.features.clone(), self.tile_x.clone(), self.tile_y.clone(), self.extent
+        )
+
 
 def tiling_key(options: TilingOptions | None) -> str:
     """A folder name that says how the slides were tiled (``tile-files``: they came as tile images)."""
@@ -185,9 +191,9 @@ def cache_features(
     return folders[None if isinstance(first, TileFileBag) else options], encoded
 
 
-def load_features(folder: Path, slide_id: str) -> SlideFeatures:
-    """One slide's entry from a cache folder."""
-    stored = torch.load(Path(folder) / f"{slide_id}.pt", map_location="cpu", weights_only=True)
+def load_features(folder: Path, slide_id: str, *, mmap: bool = False) -> SlideFeatures:
+    """One slide's entry from a cache folder; with ``mmap`` its tensors are read from the file as they are used."""
+    stored = torch.load(Path(folder) / f"{slide_id}.pt", map_location="cpu", weights_only=True, mmap=mmap)
     return SlideFeatures(
         slide_id, stored["features"], stored["tile_x"], stored["tile_y"], int(stored.get("extent", -1))
     )
