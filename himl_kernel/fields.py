@@ -70,28 +70,24 @@ def _convert(model: type[BaseModel], name: str, raw: str) -> Any:
         return None
     if _is_plain_string(annotation) or _is_bool(annotation):
         return raw
-    origin = get_origin(annotation) or annotation
-    if origin in (list, dict, tuple, set) or (
-        get_origin(annotation) in (typing.Union, types.UnionType)
-        and any((get_origin(a) or a) in (list, dict, tuple, set) for a in get_args(annotation))
-    ):
+    if _is_one_of(annotation, (list, dict, tuple, set)):
         import yaml
 
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise HimlError(f"--{name}: {raw!r} is not valid YAML/JSON ({exc.__class__.__name__})") from None
-        if _is_sequence(annotation) and not isinstance(value, (list, dict)) and value is not None:
+        if _is_one_of(annotation, (list, tuple, set)) and not isinstance(value, (list, dict)) and value is not None:
             # a bare value, or a comma-separated few, for a list: --local_datasets /data/a,/data/b
             return [part.strip() for part in raw.split(",")] if "," in raw else [value]
         return value
     return raw
 
 
-def _is_sequence(annotation: Any) -> bool:
-    """Whether the field is a list, tuple or set (or one of those or None)."""
+def _is_one_of(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether the field's type is one of ``kinds`` (``list[int]`` is a list), alone or in a union."""
     members = get_args(annotation) if get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
-    return any((get_origin(a) or a) in (list, tuple, set) for a in members)
+    return any((get_origin(a) or a) in kinds for a in members)
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

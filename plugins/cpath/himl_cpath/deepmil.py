@@ -36,6 +36,7 @@ from typing_extensions import override
 
 from himl_cpath.deepmil_data import DeepMILDataModule, class_indices, split_slides
 from himl_cpath.encoders import TileEncoder, create_encoder
+from himl_cpath.mil_figures import confusion_matrix, slide_scores, write_figures
 from himl_cpath.pooling import create_pooling
 from himl_cpath.slide_table import BagSource, SlideRecord, TileFileBag
 from himl_cpath.tiling import TilingOptions
@@ -194,13 +195,15 @@ class DeepMILModule(LightningModule):
         """
         rows = one_per_slide(gather_rows(self._rows))
         self._rows = []
-        labels, probabilities = slide_table_of(rows, self.num_classes)
-        metrics = create_metrics(self.num_classes).to("cpu")
-        if labels.numel():
+        slides = list(slide_scores(rows, self.num_classes).values())
+        if slides:
+            labels = torch.tensor([s.label for s in slides], dtype=torch.int64)
+            probabilities = torch.tensor([s.probabilities for s in slides], dtype=torch.float32)
+            metrics = create_metrics(self.num_classes)
             metrics.update(self._scores(probabilities), labels)
-            values = metrics.compute()
-            self.log_dict({f"test/{name}": value.float() for name, value in values.items()})
-        matrix = confusion_matrix(labels, probabilities.argmax(dim=1), self.num_classes)
+            self.log_dict({f"test/{name}": value.float() for name, value in metrics.compute().items()})
+        counts = confusion_matrix([s.label for s in slides], [s.prediction for s in slides], self.num_classes)
+        matrix: list[list[int]] = counts.tolist()
         if self.write_outputs is not None and self.trainer.is_global_zero:
             self.write_outputs(rows, matrix)
 
@@ -236,26 +239,6 @@ def one_per_slide(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if chosen.setdefault(row["slide_id"], bag) == bag:
             kept.append(row)
     return kept
-
-
-def slide_table_of(rows: list[dict[str, Any]], num_classes: int) -> tuple[Tensor, Tensor]:
-    """Per slide (first appearance order): the labels (S,) and class probabilities (S, C)."""
-    seen: dict[str, tuple[int, list[float]]] = {}
-    for row in rows:
-        if row["slide_id"] not in seen:
-            seen[row["slide_id"]] = (int(row["label"]), [float(row[f"prob_{c}"]) for c in range(num_classes)])
-    labels = torch.tensor([label for label, _ in seen.values()], dtype=torch.int64)
-    probabilities = torch.tensor([probs for _, probs in seen.values()], dtype=torch.float32).reshape(-1, num_classes)
-    return labels, probabilities
-
-
-def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> list[list[int]]:
-    """Counts of (true class, predicted class)."""
-    matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    for truth, guess in zip(labels.tolist(), predictions.tolist(), strict=True):
-        matrix[truth, guess] += 1
-    counts: list[list[int]] = matrix.tolist()
-    return counts
 
 
 def write_test_outputs(folder: Path, rows: list[dict[str, Any]], matrix: list[list[int]]) -> None:
@@ -322,7 +305,6 @@ class DeepMIL(LightningContainer):
     _sources: list[BagSource] = PrivateAttr(default_factory=list)
     _fixed_splits: dict[str, str] = PrivateAttr(default_factory=dict)
     _encoder: TileEncoder | None = PrivateAttr(None)
-    _weights_file: tuple[str, Path] | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _one_weight_per_class(self) -> DeepMIL:
@@ -370,9 +352,7 @@ class DeepMIL(LightningContainer):
             return reference or None
         from himl_kernel.checkpoints import resolve_checkpoint
 
-        if self._weights_file is None or self._weights_file[0] != reference:
-            self._weights_file = (reference, resolve_checkpoint(reference))
-        return self._weights_file[1]
+        return resolve_checkpoint(reference)
 
     def create_encoder(self) -> TileEncoder:
         return create_encoder(
@@ -381,17 +361,13 @@ class DeepMIL(LightningContainer):
 
     def write_outputs(self, rows: list[dict[str, Any]], matrix: list[list[int]]) -> None:
         """Write the test outputs (the CSV files, then the figures) into the run's outputs folder."""
-        from himl_cpath.mil_figures import write_figures
-
         folder = self.outputs_folder
         sources = {s.slide_id: s for s in self._sources}
         slides = {k: v for k, v in sources.items() if isinstance(v, SlideRecord)}
-        roots = {v.root for v in sources.values() if isinstance(v, TileFileBag)}
-        if roots:  # tiles that came as files: name each one, so the figures can show it
-            for row in rows:
-                bag = sources.get(row["slide_id"])
-                if isinstance(bag, TileFileBag) and 0 <= int(row["tile_index"]) < len(bag.images):
-                    row["image"] = str(bag.root / bag.images[int(row["tile_index"])])
+        for row in rows:  # tiles that came as files: name each one, so the figures can show it
+            bag = sources.get(row["slide_id"])
+            if isinstance(bag, TileFileBag) and 0 <= int(row["tile_index"]) < len(bag.images):
+                row["image"] = str(bag.root / bag.images[int(row["tile_index"])])
         write_test_outputs(folder, rows, matrix)
         if self.figures:
             write_figures(
@@ -439,7 +415,7 @@ class DeepMIL(LightningContainer):
 
     @override
     def get_data_module(self) -> LightningDataModule:
-        from himl_cpath.feature_cache import cache_features, cache_folder
+        from himl_cpath.feature_cache import cache_features, cache_folder, tiling_of
         from himl_kernel.dataset_prep import cache_dir
 
         records, fixed = self.load_sources(), self._fixed_splits
@@ -458,7 +434,7 @@ class DeepMIL(LightningContainer):
         if not self.tune_encoder:
             encoder = self.tile_encoder()
             root = self.feature_cache or cache_dir() / FEATURE_CACHE_FOLDER
-            folder = cache_folder(root, encoder, None if isinstance(records[0], TileFileBag) else self.tiling)
+            folder = cache_folder(root, encoder, tiling_of(records[0], self.tiling))
 
             def prepare() -> None:
                 _, count = cache_features(

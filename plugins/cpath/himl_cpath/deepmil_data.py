@@ -224,9 +224,12 @@ class ImageBags(Dataset[dict[str, Any]]):
         self.max_bag_size = max_bag_size
         self.seed = seed
         self.resample = resample
-        records = [s.record for s in self.slides if isinstance(s.record, SlideRecord)]
-        # position of each slide file among the records the on-the-fly tiler holds
-        self._position = {id(r): p for p, r in enumerate(records)}
+        records: list[SlideRecord] = []
+        self._position: dict[int, int] = {}  # index of a slide file -> its index in the on-the-fly tiler
+        for index, slide in enumerate(self.slides):
+            if isinstance(slide.record, SlideRecord):
+                self._position[index] = len(records)
+                records.append(slide.record)
         self.tiles = SlideTilesDataset(
             records,
             options,
@@ -257,7 +260,7 @@ class ImageBags(Dataset[dict[str, Any]]):
                 "extent": -1,
             }
         else:
-            item = self.tiles.draw(self._position[id(record)], self._generator(index))
+            item = self.tiles.draw(self._position[index], self._generator(index))
         if len(item["image"]) == 0:
             raise HimlError(f"slide {item['slide_id']} has no tile with enough tissue")
         return {

@@ -59,6 +59,11 @@ def tiling_key(options: TilingOptions | None) -> str:
     )
 
 
+def tiling_of(record: BagSource, options: TilingOptions) -> TilingOptions | None:
+    """How a slide's tiles are cut: by ``options`` from a slide file, or not at all (None) for tile files."""
+    return None if isinstance(record, TileFileBag) else options
+
+
 def cache_folder(root: Path, encoder: TileEncoder, options: TilingOptions | None) -> Path:
     """Where the features of ``encoder`` over tiles cut by ``options`` (None: tile files) are kept."""
     return Path(root) / encoder.identity / tiling_key(options)
@@ -165,13 +170,12 @@ def cache_features(
     Slide files go into the folder of ``options``, tile-file bags into the
     ``tile-files`` one; the folder returned is that of the first record.
     """
-    folders = {kind: cache_folder(root, encoder, kind) for kind in (options, None)}
     encoded = 0
     was_training = encoder.training
     encoder.eval()
     try:
         for record in records:
-            folder = folders[None if isinstance(record, TileFileBag) else options]
+            folder = cache_folder(root, encoder, tiling_of(record, options))
             folder.mkdir(parents=True, exist_ok=True)
             entry = folder / f"{record.slide_id}.pt"
             if _entry_is_current(entry, record):
@@ -187,8 +191,8 @@ def cache_features(
             encoded += 1
     finally:
         encoder.train(was_training)
-    first = records[0] if records else None
-    return folders[None if isinstance(first, TileFileBag) else options], encoded
+    first = tiling_of(records[0], options) if records else options
+    return cache_folder(root, encoder, first), encoded
 
 
 def load_features(folder: Path, slide_id: str, *, mmap: bool = False) -> SlideFeatures:

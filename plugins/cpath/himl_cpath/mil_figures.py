@@ -166,8 +166,8 @@ class SlideScore:
     probabilities: tuple[float, ...]
 
 
-def _slides_of(rows: Sequence[Mapping[str, Any]], num_classes: int) -> dict[str, SlideScore]:
-    """One entry per slide id, from the slide's first row."""
+def slide_scores(rows: Sequence[Mapping[str, Any]], num_classes: int) -> dict[str, SlideScore]:
+    """One entry per slide id (in the order they first appear), from the slide's first row."""
     found: dict[str, SlideScore] = {}
     for row in rows:
         slide_id = str(row["slide_id"])
@@ -554,7 +554,7 @@ def write_figures(
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    per_slide = _slides_of(rows, num_classes)
+    per_slide = slide_scores(rows, num_classes)
     written = write_curves(folder, per_slide, num_classes)
     written.append(write_confusion_matrix(folder, per_slide, num_classes))
 
