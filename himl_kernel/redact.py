@@ -1,0 +1,56 @@
+"""Masking credentials in text before it is stored or shown.
+
+One function, :func:`mask_secrets`, is used for everything the kernel sends to
+the run store (run names, params, tags such as ``himl.command``) and for
+everything it prints (progress lines, one-line errors). It masks:
+
+- the password of a URL (``https://user:PASSWORD@host``);
+- the values of query parameters and ``name=value`` pairs whose name says they
+  are secret: ``sig`` (the signature of an Azure SAS token), ``key``,
+  ``token``, ``access_token``, ``client_secret``, ``password``,
+  ``AccountKey`` in a storage connection string, and names ending in
+  ``_key``, ``_token``, ``_secret``, ``_password``, ``_sig`` or ``-token``...;
+- the value after a command-line option named like a secret
+  (``--sas-token VALUE``, ``--password VALUE``).
+
+Each secret becomes ``***``; the rest of the text is left as it was, so a
+masked command line still shows what ran.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+
+# scheme://user:password@host: the password is masked, the user name kept.
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@?#'\"]*:)(?P<secret>[^\s/@'\"]+)(?=@)")
+
+_SECRET_WORDS = (
+    "sig|signature|key|apikey|accountkey|sharedaccesskey|sharedaccesssignature|token|sas|"
+    "secret|password|passwd|pwd|credential|credentials|x-amz-signature|x-amz-security-token|x-amz-credential"
+)
+# name=value where the name is a secret word, or ends in _word / -word (api_key, sas_token, client-secret).
+_SECRET_PAIR = re.compile(
+    rf"(?P<head>(?<![A-Za-z0-9])(?:[A-Za-z0-9.]*[_-])?(?:{_SECRET_WORDS})=)(?P<secret>[^\s&;#'\",]+)",
+    re.IGNORECASE,
+)
+# --option VALUE where the option names a secret (two command-line words).
+_SECRET_OPTION = re.compile(
+    rf"(?P<head>(?<![A-Za-z0-9])--?(?:[A-Za-z0-9]*[_-])*(?:{_SECRET_WORDS})['\"]?\s+['\"]?)(?P<secret>[^\s'\"-][^\s'\"]*)",
+    re.IGNORECASE,
+)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with URL passwords, secret query parameters and secret option values replaced by ``***``."""
+    if not text:
+        return text
+    masked = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+    masked = _SECRET_PAIR.sub(lambda m: m.group("head") + MASK, masked)
+    return _SECRET_OPTION.sub(lambda m: m.group("head") + MASK, masked)
+
+
+def has_secret(text: str) -> bool:
+    """Whether :func:`mask_secrets` would change ``text``."""
+    return mask_secrets(text) != text
