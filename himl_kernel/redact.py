@@ -20,6 +20,7 @@ masked command line still shows what ran.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 MASK = "***"
 
@@ -41,6 +42,8 @@ _SECRET_OPTION = re.compile(
     re.IGNORECASE,
 )
 
+_SECRET_OPTION_NAME = re.compile(rf"--?(?:[A-Za-z0-9]*[_-])*(?:{_SECRET_WORDS})", re.IGNORECASE)
+
 
 def mask_secrets(text: str) -> str:
     """``text`` with URL passwords, secret query parameters and secret option values replaced by ``***``."""
@@ -49,6 +52,32 @@ def mask_secrets(text: str) -> str:
     masked = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
     masked = _SECRET_PAIR.sub(lambda m: m.group("head") + MASK, masked)
     return _SECRET_OPTION.sub(lambda m: m.group("head") + MASK, masked)
+
+
+def mask_arguments(args: list[str]) -> list[str]:
+    """A command line, word by word, with secrets masked: the word after ``--token`` or ``--password`` too."""
+    masked: list[str] = []
+    for index, arg in enumerate(args):
+        previous = args[index - 1] if index else ""
+        if _SECRET_OPTION_NAME.fullmatch(previous) and not arg.startswith("-"):
+            masked.append(MASK)
+        else:
+            masked.append(mask_secrets(arg))
+    return masked
+
+
+def mask_data(value: Any) -> Any:
+    """``value`` (strings, and lists, tuples and dicts of them) with :func:`mask_secrets` and :func:`mask_arguments`
+    applied throughout; a list of strings is read as a command line."""
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, dict):
+        return {key: mask_data(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        if all(isinstance(item, str) for item in value):
+            return type(value)(mask_arguments(list(value)))
+        return type(value)(mask_data(item) for item in value)
+    return value
 
 
 def has_secret(text: str) -> bool:

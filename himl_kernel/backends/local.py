@@ -29,6 +29,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from himl_kernel.dataset_prep import prepare_datasets
 from himl_kernel.job import Submission
+from himl_kernel.processes import die_with_parent
+from himl_kernel.redact import mask_data, mask_secrets
 from himl_kernel.runinfo import RunInfo
 from himl_kernel.runstore import RunStore, StoredRun
 from himl_kernel.sweep import trial_arguments
@@ -89,7 +91,7 @@ class LocalBackend:
             "runs": commands,
             "job": job.to_dict(),
         }
-        return yaml.safe_dump(document, sort_keys=False)
+        return yaml.safe_dump(mask_data(document), sort_keys=False)
 
     # -- submission --------------------------------------------------------------
     @staticmethod
@@ -98,7 +100,7 @@ class LocalBackend:
 
     def _say(self, message: str) -> None:
         with self._print_lock:
-            print(f"himl: {message}", file=self.out, flush=True)
+            print(f"himl: {mask_secrets(message)}", file=self.out, flush=True)
 
     def submit(self, job: JobSpec, host: PluginHost) -> Submission:
         # Datasets first: a missing folder fails before any run is created.
@@ -254,7 +256,7 @@ class LocalBackend:
             run_container(host, container, plan.info)
         except HimlError as exc:  # one line, as on the command line; the other trials go on
             (plan.info.logs_folder / "error.txt").write_text(f"{exc}\n", encoding="utf-8")
-            print(f"himl: error: run {plan.info.run_id}: {exc}", file=sys.stderr)
+            print(f"himl: error: run {plan.info.run_id}: {mask_secrets(str(exc))}", file=sys.stderr)
             return exc.exit_code
         except Exception:
             text = traceback.format_exc()
@@ -278,7 +280,7 @@ class LocalBackend:
         log_path = plan.info.logs_folder / "stdout.txt"
         started = time.monotonic()
         with open(log_path, "w", encoding="utf-8") as log:
-            log.write(f"$ {shlex.join(command)}\n")
+            log.write(f"$ {mask_secrets(shlex.join(command))}\n")
             log.flush()
             process = subprocess.Popen(
                 command,
@@ -289,7 +291,7 @@ class LocalBackend:
                 text=True,
                 errors="replace",
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
             timer: threading.Timer | None = None
             timed_out = threading.Event()
@@ -354,16 +356,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: on Linux, be killed when the launching himl process dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _kill_group(process: subprocess.Popen[str]) -> None:
