@@ -10,6 +10,33 @@ Registration hooks (``himl_register_*``) receive a
 as ``"package.module:attribute"`` import paths, so that nothing heavy is
 imported until a command uses that name. Every implementation of a
 registration hook is called; the others say whether the first non-None result wins.
+
+Precedence, one rule for every hook and every registry:
+
+1. the kernel's built-in plugins, in the order of
+   :data:`himl_kernel.plugins.BUILTIN_PLUGINS`;
+2. installed plugins (entry points of group ``himl``), sorted by distribution
+   name (compared as packaging normalises it), then by entry-point name;
+3. plugins registered in code (``build_host(extra_plugins=...)``, the testing
+   kit), in the order given.
+
+Hooks are called in that order, so the earlier plugin's result wins a
+first-result hook and the earlier plugin keeps a registry name: a later
+plugin's entry of the same name is rejected alone (one warning names both
+distributions) and stays reachable as ``DIST:NAME`` or ``PLUGIN:NAME``
+(``himl run --model himl-foo:DeepMIL``). pluggy is given the plugins in
+reverse, so that its own last-registered-first call order is this order too;
+``tryfirst``, ``trylast`` and hook wrappers are refused (the plugin is
+reported broken), because they would make the order depend on the plugin.
+
+Every call is guarded: a plugin that raises in any hook (``sys.exit``
+included) is named in one line, with its distribution, version, the hook and
+the exception, and is broken for the rest of the process: its entries go, it
+is not asked again, ``himl plugins`` shows it as broken. Raise
+:class:`~himl_kernel.errors.HimlError` from a run-time hook
+(``himl_detect_run``, ``himl_locate_run``, ``himl_configure_job``,
+``himl_job_submitted``) to stop the command with a one-line message to the
+user instead.
 """
 
 from __future__ import annotations
@@ -32,7 +59,7 @@ if TYPE_CHECKING:
     )
     from himl_kernel.doctor import DoctorReport
     from himl_kernel.job import JobSpec, Submission
-    from himl_kernel.registry import Registry
+    from himl_kernel.registry import Registry, RegistryCatalog
     from himl_kernel.runinfo import RunInfo
 
 PROJECT = "himl"
@@ -167,12 +194,23 @@ def himl_register_loggers(registry: Registry[LoggerFactory]) -> None:
 
 @hookspec
 def himl_add_options(parser: argparse._ArgumentGroup, command: str) -> None:
-    """Add options to a job-submitting command (``himl run`` or ``himl submit``).
+    """Add the options that are your plugin's own to a job-submitting command.
+
+    Options several backends share are the kernel's and are already there,
+    carried in the JobSpec: ``--cluster`` (``job.compute.target``),
+    ``--num-nodes``, ``--processes-per-node``, ``--conda-file``,
+    ``--pip-requirements``, ``--docker-image``, ``--shm-size``,
+    ``--max-run-duration`` and ``--no-wait`` (see
+    :mod:`himl_kernel.shared_options`). Read them from the job in
+    :func:`himl_configure_job`; do not add them again.
 
     Args:
-        parser: the argument group to add options to; prefix option names with
-            your plugin's topic to avoid clashes (``--cluster`` is fine for a
-            compute plugin, not for a dataset one).
+        parser: an argument group of your plugin's own; ``himl run --help``
+            shows it under your plugin's name. Prefix option names with your
+            plugin's topic (``--distribution`` is fine for a compute plugin,
+            ``--azureml-workspace`` better). An option string or destination
+            that another plugin or the kernel also adds is registered for
+            neither, with one warning naming both.
         command: ``"run"`` or ``"submit"``.
 
     Returns:
@@ -233,6 +271,48 @@ def himl_doctor(report: DoctorReport) -> None:
         report: call ``report.ok(topic, detail)``, ``report.missing(topic,
             detail, fix)`` or ``report.problem(topic, detail, fix)`` for each
             thing your plugin needs (an SDK, a config file, credentials).
+
+    Returns:
+        Nothing; every implementation is called.
+    """
+
+
+# --- named registries that plugins offer each other --------------------------------
+
+
+@hookspec
+def himl_register_registries(registries: RegistryCatalog) -> None:
+    """Declare named registries that other plugins fill and read (image encoders, say).
+
+    A plugin that offers an extension point declares it here; any plugin adds
+    to it in :func:`himl_register_entries`, and any plugin lists or loads its
+    entries with ``host.named_registry(name)``, so no plugin imports another
+    plugin's modules. ``himl plugins --verbose`` lists them with their entries.
+
+    Args:
+        registries: call ``registries.declare(name, kind, description)`` for
+            each registry your plugin offers (``declare("image_encoders",
+            "image encoder", "encoders that turn a tile into a vector")``).
+            A name another plugin declared first stays theirs.
+
+    Returns:
+        Nothing; every implementation is called.
+    """
+
+
+@hookspec
+def himl_register_entries(name: str, registry: Registry[object]) -> None:
+    """Add entries to a named registry that some plugin declared.
+
+    Called once for each named registry, the first time a command asks for it
+    (``host.named_registry(name)``), never at start-up.
+
+    Args:
+        name: the registry's declared name (``image_encoders``); add only to
+            the registries you mean to fill.
+        registry: add entries as to any registry: ``registry.add(entry_name,
+            "pkg.mod:factory", description)``; what an entry must be is for
+            the declaring plugin to document.
 
     Returns:
         Nothing; every implementation is called.

@@ -6,22 +6,30 @@ path is the usual choice: the object (and whatever heavy library its module
 imports) is loaded only when a command asks for that name, so ``himl plugins``
 and ``himl models`` stay fast however many plugins are installed.
 
-Names are unique within a registry. Looking up an unknown name raises
-:class:`~himl_kernel.errors.UnknownNameError`, which lists the known names
-and the closest matches.
+Names are unique within a registry. When a second plugin registers a name that
+is taken, only that entry is rejected: it is kept aside (``rejected``), one
+warning names both plugins and distributions, and ``DIST:NAME`` or
+``PLUGIN:NAME`` still picks it explicitly. Which plugin is asked first, and so
+keeps a name, is the precedence rule of :mod:`himl_kernel.hookspecs`.
+
+Looking up an unknown name raises :class:`~himl_kernel.errors.UnknownNameError`,
+which lists the known names and the closest matches.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from himl_kernel.errors import HimlError, UnknownNameError
 
 T = TypeVar("T")
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def import_object(path: str) -> Any:
@@ -35,6 +43,17 @@ def import_object(path: str) -> Any:
     return obj
 
 
+def is_dotted_path(text: str) -> bool:
+    """Whether ``text`` is ``pkg.module.Name``: two or more identifiers joined by dots."""
+    parts = text.split(".")
+    return len(parts) >= 2 and all(_IDENTIFIER.match(part) for part in parts)
+
+
+def same_distribution(a: str, b: str) -> bool:
+    """Distribution names compare as the packaging standard says (case, ``-``, ``_``, ``.`` alike)."""
+    return bool(a) and re.sub(r"[-_.]+", "-", a).lower() == re.sub(r"[-_.]+", "-", b).lower()
+
+
 @dataclass
 class Entry(Generic[T]):
     """One registered item: its name, where it came from, and how to load it."""
@@ -46,11 +65,25 @@ class Entry(Generic[T]):
     priority: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     kind: str = "entry"
+    distribution: str = ""
+    check: Callable[[str, Any], None] | None = field(default=None, repr=False)
     _loaded: Any = field(default=None, init=False, repr=False)
 
     @property
     def is_lazy(self) -> bool:
         return isinstance(self.target, str)
+
+    @property
+    def owner(self) -> str:
+        """``plugin NAME (DIST)``, as messages name where an entry came from."""
+        where = f" ({self.distribution})" if self.distribution else ""
+        return f"plugin {self.plugin or '?'}{where}"
+
+    @property
+    def qualifier(self) -> str:
+        """What goes before ``:NAME`` to pick this entry: its distribution, else its plugin."""
+        dist = self.distribution
+        return dist if dist and dist != "?" and " " not in dist else (self.plugin or "?")
 
     def load(self) -> T:
         """The registered object, importing it on first use."""
@@ -58,7 +91,7 @@ class Entry(Generic[T]):
             self._check_requirements()
             if isinstance(self.target, str):
                 try:
-                    self._loaded = import_object(self.target)
+                    loaded = import_object(self.target)
                 except HimlError:
                     raise
                 except Exception as exc:  # the plugin's code, not ours: name it
@@ -67,7 +100,10 @@ class Entry(Generic[T]):
                         f"{self.target}: {type(exc).__name__}: {exc}"
                     ) from exc
             else:
-                self._loaded = self.target
+                loaded = self.target
+            if self.check is not None:
+                self.check(self.name, loaded)
+            self._loaded = loaded
         return self._loaded  # type: ignore[no-any-return]
 
     def _check_requirements(self) -> None:
@@ -84,14 +120,38 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    """Named items of one kind (compute backends, containers, ...)."""
+    """Named items of one kind (compute backends, containers, ...).
 
-    def __init__(self, kind: str, hint_for_unknown: str = "") -> None:
+    Args:
+        kind: what the items are, in words (``model``, ``compute backend``).
+        hint_for_unknown: appended to the error for an unknown name.
+        check: called with ``(name, object)`` when an entry made from a
+            dotted path is first loaded, before anything uses the object;
+            raise :class:`~himl_kernel.errors.HimlError` to refuse it.
+        dotted_paths: a name ``pkg.module.Name`` that is not registered is
+            imported from that module (``--model health_cpath.DeepMIL``);
+            ``check`` still applies.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        hint_for_unknown: str = "",
+        *,
+        check: Callable[[str, Any], None] | None = None,
+        dotted_paths: bool = False,
+    ) -> None:
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        self._rejected: list[Entry[T]] = []
+        self._clashes: list[str] = []
         self._current_plugin = ""
+        self._current_distribution = ""
         self._hint = hint_for_unknown
         self._notes: list[str] = []
+        self._check = check
+        self._dotted_paths = dotted_paths
+        self._by_path: dict[str, Entry[T]] = {}
 
     # -- used by plugins -------------------------------------------------
     def add(
@@ -111,15 +171,15 @@ class Registry(Generic[T]):
         ``requires=("lightning",)`` names modules the entry needs, so that
         loading it without them fails with a one-line install hint
         (``extra="name"`` names the himl extra; default: the module's name).
+
+        A name that another plugin registered first is not replaced: the new
+        entry is returned but set aside as rejected (see :attr:`rejected`), and
+        :meth:`take_clashes` hands the kernel the warning that says so.
         """
         if not name or not isinstance(name, str):
             raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
-        if name in self._entries:
-            other = self._entries[name].plugin
-            raise HimlError(
-                f"{self.kind} {name!r} is registered twice: by plugin {other or '?'} "
-                f"and by plugin {self._current_plugin or '?'}"
-            )
+        if ":" in name:
+            raise ValueError(f"{self.kind} name {name!r} may not contain ':' (it separates DIST:NAME)")
         entry: Entry[T] = Entry(
             name=name,
             target=target,
@@ -128,18 +188,39 @@ class Registry(Generic[T]):
             priority=priority,
             options=dict(options),
             kind=self.kind,
+            distribution=self._current_distribution,
         )
+        held = self._entries.get(name)
+        if held is not None:
+            self._rejected.append(entry)
+            self._clashes.append(
+                f"{self.kind} {name!r} of {entry.owner} is not registered: {held.owner} registered it first; "
+                f"pick one with {entry.qualifier}:{name}"
+            )
+            return entry
         self._entries[name] = entry
         return entry
 
     # -- used by the kernel ----------------------------------------------
-    def set_current_plugin(self, plugin_name: str) -> None:
+    def set_current_plugin(self, plugin_name: str, distribution: str = "") -> None:
         self._current_plugin = plugin_name
+        self._current_distribution = distribution
 
     def remove_plugin(self, plugin_name: str) -> None:
         """Forget every entry a plugin registered (it turned out to be broken)."""
         for name in [n for n, e in self._entries.items() if e.plugin == plugin_name]:
             del self._entries[name]
+        self._rejected = [e for e in self._rejected if e.plugin != plugin_name]
+
+    def take_clashes(self) -> list[str]:
+        """The warnings about rejected duplicates since the last call (each said once)."""
+        clashes, self._clashes = self._clashes, []
+        return clashes
+
+    @property
+    def rejected(self) -> list[Entry[T]]:
+        """Entries whose name another plugin held first; ``DIST:NAME`` still finds them."""
+        return list(self._rejected)
 
     def add_note(self, note: str) -> None:
         """A line appended to unknown-name errors (e.g. a broken plugin)."""
@@ -162,12 +243,139 @@ class Registry(Generic[T]):
         return sorted(self._entries.values(), key=lambda e: (-e.priority, e.name))
 
     def entry(self, name: str) -> Entry[T]:
-        try:
-            return self._entries[name]
-        except KeyError:
-            hint = "; ".join([self._hint, *self._notes]) if self._notes else self._hint
-            raise UnknownNameError(self.kind, name, self._entries, hint=hint.strip("; ")) from None
+        """The entry for ``name``, ``DIST:NAME`` / ``PLUGIN:NAME``, or (if enabled) ``pkg.module.Name``."""
+        found = self._entries.get(name)
+        if found is not None:
+            return found
+        if ":" in name:
+            return self._qualified(name)
+        if self._dotted_paths and is_dotted_path(name):
+            return self._dotted(name)
+        raise self._unknown(name)
 
     def get(self, name: str) -> T:
         """The object registered as ``name``, loaded on first use."""
         return self.entry(name).load()
+
+    def _unknown(self, name: str) -> UnknownNameError:
+        hint = "; ".join([self._hint, *self._notes]) if self._notes else self._hint
+        return UnknownNameError(self.kind, name, self._entries, hint=hint.strip("; "))
+
+    def _qualified(self, text: str) -> Entry[T]:
+        owner, _, name = text.partition(":")
+        if not owner or not name:
+            raise HimlError(f"{self.kind} {text!r}: expected DIST:NAME or PLUGIN:NAME, e.g. himl:HelloWorld")
+        candidates = [*self._entries.values(), *self._rejected]
+        matches = [
+            e for e in candidates if e.name == name and (e.plugin == owner or same_distribution(e.distribution, owner))
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            owners = ", ".join(e.plugin for e in matches)
+            raise HimlError(
+                f"{self.kind} {text!r} is ambiguous: plugins {owners} of {owner} register it; use PLUGIN:NAME"
+            )
+        offered = sorted({f"{e.qualifier}:{e.name}" for e in candidates if e.name == name})
+        if not offered:
+            raise self._unknown(name)
+        raise HimlError(
+            f"no plugin or distribution {owner!r} registers {self.kind} {name!r}; known: {', '.join(offered)}"
+        )
+
+    def _dotted(self, path: str) -> Entry[T]:
+        held = self._by_path.get(path)
+        if held is not None:
+            return held
+        module_name, _, attr = path.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise HimlError(
+                f"{self.kind} {path!r} is neither registered nor importable: module {module_name!r} raised "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            ) from exc
+        if not hasattr(module, attr):
+            raise HimlError(f"{self.kind} {path!r}: module {module_name!r} has no attribute {attr!r}")
+        entry: Entry[T] = Entry(
+            name=path,
+            target=f"{module_name}:{attr}",
+            description=f"imported from {module_name}",
+            plugin="",
+            kind=self.kind,
+            distribution="dotted path",
+            check=self._check,
+        )
+        self._by_path[path] = entry
+        return entry
+
+
+@dataclass(frozen=True)
+class RegistryDeclaration:
+    """A named registry one plugin offers the others (``himl_register_registries``).
+
+    Attributes:
+        name: how other plugins ask for it (``image_encoders``).
+        kind: what its entries are, in words (``image encoder``), for messages.
+        description: one line for ``himl plugins --verbose``.
+        plugin: the plugin that declared it.
+        distribution: that plugin's distribution.
+    """
+
+    name: str
+    kind: str = ""
+    description: str = ""
+    plugin: str = ""
+    distribution: str = ""
+
+
+class RegistryCatalog:
+    """What ``himl_register_registries`` receives: declare the named registries your plugin offers."""
+
+    def __init__(self) -> None:
+        self._declared: dict[str, RegistryDeclaration] = {}
+        self._current_plugin = ""
+        self._current_distribution = ""
+        self._clashes: list[str] = []
+
+    def declare(self, name: str, kind: str = "", description: str = "") -> RegistryDeclaration:
+        """Offer a registry called ``name``; every plugin may fill it in ``himl_register_entries``.
+
+        Args:
+            name: a name unique among all plugins; prefix it with your topic.
+            kind: what an entry is, in words (``image encoder``); default: ``name``.
+            description: one line saying what the entries are for.
+
+        Returns:
+            The declaration. A name that another plugin declared first stays
+            theirs: yours is ignored, with one warning naming both.
+        """
+        if not name or not isinstance(name, str) or ":" in name:
+            raise ValueError(f"a named registry needs a non-empty name without ':', got {name!r}")
+        declaration = RegistryDeclaration(
+            name, kind or name, description, self._current_plugin, self._current_distribution
+        )
+        held = self._declared.get(name)
+        if held is not None:
+            self._clashes.append(
+                f"named registry {name!r} of plugin {declaration.plugin} ({declaration.distribution}) is ignored: "
+                f"plugin {held.plugin} ({held.distribution}) declared it first"
+            )
+            return declaration
+        self._declared[name] = declaration
+        return declaration
+
+    # -- used by the kernel ----------------------------------------------
+    def set_current_plugin(self, plugin_name: str, distribution: str = "") -> None:
+        self._current_plugin = plugin_name
+        self._current_distribution = distribution
+
+    def remove_plugin(self, plugin_name: str) -> None:
+        self._declared = {k: d for k, d in self._declared.items() if d.plugin != plugin_name}
+
+    def take_clashes(self) -> list[str]:
+        clashes, self._clashes = self._clashes, []
+        return clashes
+
+    def __iter__(self) -> Iterator[RegistryDeclaration]:
+        return iter(self._declared.values())

@@ -189,40 +189,76 @@ def test_plugin_whose_registration_hook_raises_is_broken_and_others_remain(
     assert "local" in host.compute_backends
 
 
-def test_registering_a_taken_name_is_an_error_naming_both_plugins() -> None:
-    host = fresh_host(ContainerPlugin("Twin"), ContainerPlugin("Twin", "Single"), names=["alpha", "beta"])
+def test_a_taken_name_rejects_only_that_entry_with_one_warning_naming_both(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    alpha = FakeEntryPoint("alpha", plugin=ContainerPlugin("Twin"), dist_name="himl-alpha", version="1.0")
+    beta = FakeEntryPoint("beta", plugin=ContainerPlugin("Twin", "Single"), dist_name="himl-beta", version="2.0")
 
-    entry = host.containers.entry("Twin")
+    host = host_with_entry_points(beta, alpha)  # discovery order does not matter: distribution name does
 
-    assert entry.plugin == "alpha"
-    info = host.plugin("beta")
-    assert info is not None
-    assert info.status == "broken"
-    assert info.reason == (
-        "himl_register_containers raised HimlError: "
-        "model 'Twin' is registered twice: by plugin alpha and by plugin beta"
+    assert host.containers.entry("Twin").plugin == "alpha"
+    assert host.containers.entry("Single").plugin == "beta"  # the rest of beta works
+    assert [p.status for p in host.plugins if p.name in ("alpha", "beta")] == ["ok", "ok"]
+    assert warning_lines(capsys.readouterr().err) == [
+        "himl: warning: model 'Twin' of plugin beta (himl-beta) is not registered: "
+        "plugin alpha (himl-alpha) registered it first; pick one with himl-beta:Twin"
+    ]
+    assert [e.plugin for e in host.containers.rejected] == ["beta"]
+    # Either one can be picked explicitly, by distribution or by plugin name.
+    assert host.containers.entry("himl-beta:Twin").plugin == "beta"
+    assert host.containers.entry("himl_Beta:Twin").plugin == "beta"  # distribution names compare normalised
+    assert host.containers.entry("beta:Twin").plugin == "beta"
+    assert host.containers.entry("himl-alpha:Twin").plugin == "alpha"
+    assert host.containers.entry("alpha:Twin").plugin == "alpha"
+
+
+def test_an_explicit_pick_that_matches_nothing_lists_what_does(capsys: pytest.CaptureFixture[str]) -> None:
+    host = fresh_host(ContainerPlugin("Twin"), ContainerPlugin("Twin"), names=["alpha", "beta"])
+
+    with pytest.raises(HimlError) as excinfo:
+        host.containers.entry("gamma:Twin")
+    assert str(excinfo.value) == "no plugin or distribution 'gamma' registers model 'Twin'; known: alpha:Twin, beta:Twin"
+    with pytest.raises(UnknownNameError, match="unknown model 'Nothing'"):
+        host.containers.entry("alpha:Nothing")
+    with pytest.raises(HimlError, match="expected DIST:NAME or PLUGIN:NAME"):
+        host.containers.entry(":Twin")
+
+
+def test_a_plugin_reusing_a_builtin_name_loses_only_that_name() -> None:
+    ep = FakeEntryPoint(
+        "shadow", plugin=ContainerPlugin("PlainHelloWorld", "Shadowy"), dist_name="himl-shadow", version="9"
     )
-
-
-def test_a_plugin_reusing_a_builtin_name_is_broken_and_the_builtin_keeps_it() -> None:
-    ep = FakeEntryPoint("shadow", plugin=ContainerPlugin("PlainHelloWorld"), dist_name="himl-shadow", version="9")
 
     host = host_with_entry_points(ep)
 
-    assert host.containers.entry("PlainHelloWorld").plugin == "hello"
-    assert [p.name for p in host.broken] == ["shadow"]
+    assert host.containers.entry("PlainHelloWorld").plugin == "hello"  # built-ins come first
     assert host.containers.get("PlainHelloWorld").__name__ == "PlainHelloWorld"
+    assert host.broken == []
+    assert host.containers.entry("Shadowy").plugin == "shadow"
+    assert host.containers.entry("himl:PlainHelloWorld").plugin == "hello"
+    assert host.containers.entry("himl-shadow:PlainHelloWorld").plugin == "shadow"
 
 
-def test_registry_add_of_a_taken_name_raises_naming_both_plugins() -> None:
+def test_registry_add_of_a_taken_name_keeps_the_first_and_sets_the_second_aside() -> None:
     registry: Registry[str] = Registry("model")
-    registry.set_current_plugin("alpha")
+    registry.set_current_plugin("alpha", "himl-alpha")
     registry.add("Twin", "first")
-    registry.set_current_plugin("beta")
+    registry.set_current_plugin("beta", "himl-beta")
 
-    with pytest.raises(HimlError, match="model 'Twin' is registered twice: by plugin alpha and by plugin beta"):
-        registry.add("Twin", "second")
+    second = registry.add("Twin", "second")
+
     assert registry.entry("Twin").target == "first"
+    assert registry.names() == ["Twin"] and len(registry) == 1
+    assert registry.rejected == [second]
+    assert registry.take_clashes() == [
+        "model 'Twin' of plugin beta (himl-beta) is not registered: plugin alpha (himl-alpha) registered it first; "
+        "pick one with himl-beta:Twin"
+    ]
+    assert registry.take_clashes() == []  # each said once
+    assert registry.entry("himl-beta:Twin") is second
+    with pytest.raises(ValueError, match="may not contain ':'"):
+        registry.add("a:b", "x")
 
 
 def test_second_plugin_with_a_taken_plugin_name_is_broken(capsys: pytest.CaptureFixture[str]) -> None:
