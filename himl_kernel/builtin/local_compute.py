@@ -21,6 +21,7 @@ def himl_register_compute_backends(registry: Registry[ComputeBackend]) -> None:
         "local",
         "himl_kernel.backends.local:LocalBackend",
         "run here, each run with its own outputs and logs in the local MLflow store",
+        honours=("max_run_duration",),  # the other shared options mean nothing here: refused if set
     )
 
 

@@ -39,6 +39,9 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
 
 
 def add_job_options(parser: argparse.ArgumentParser, host: PluginHost, command: str) -> None:
+    """The kernel's job options, the shared compute options, then each plugin's own group."""
+    from himl_kernel.shared_options import add_shared_options
+
     group = parser.add_argument_group("where and how the job runs")
     group.add_argument("--compute", default="local", metavar="BACKEND", help="compute backend (default: local)")
     group.add_argument("--dry-run", action="store_true", help="print what the backend would receive, and stop")
@@ -46,19 +49,11 @@ def add_job_options(parser: argparse.ArgumentParser, host: PluginHost, command: 
     group.add_argument("--display-name", default="", help="the run's display name")
     group.add_argument("--tag", action="append", metavar="KEY=VALUE", help="a tag on the run (repeatable)")
     group.add_argument("--env", action="append", metavar="KEY=VALUE", help="an environment variable for the job")
-    group.add_argument("--num-nodes", type=int, default=1, help="machines for a distributed job")
-    group.add_argument("--processes-per-node", type=int, default=1, help="processes on each machine")
     group.add_argument("--max-parallel", type=int, default=None, help="trials of a sweep that run at once")
-    group.add_argument("--max-run-duration", default="", metavar="DURATION", help="stop the job after this long")
-    group.add_argument("--no-wait", action="store_true", help="return after submission (remote backends)")
     group.add_argument("--snapshot-root", type=Path, default=None, help="the folder the job receives (default: .)")
     env = parser.add_argument_group("software environment")
-    env.add_argument("--conda-file", type=Path, default=None, help="conda environment YAML")
-    env.add_argument("--pip-requirements", type=Path, default=None, help="pip requirements file")
-    env.add_argument("--docker-image", default="", help="base docker image")
-    env.add_argument("--shm-size", default="", help="shared memory size for the container, e.g. 100g")
-    plugin_group = parser.add_argument_group("options added by plugins")
-    host.add_options(plugin_group, command)
+    add_shared_options(group, env)
+    host.add_options(parser, command)
 
 
 def build_job(
@@ -89,7 +84,12 @@ def build_job(
             docker_image=args.docker_image,
             shm_size=args.shm_size,
         ),
-        compute=Compute(backend=args.compute, num_nodes=args.num_nodes, processes_per_node=args.processes_per_node),
+        compute=Compute(
+            backend=args.compute,
+            target=args.cluster,
+            num_nodes=args.num_nodes,
+            processes_per_node=args.processes_per_node,
+        ),
         input_datasets=list(input_datasets or []),
         output_datasets=list(output_datasets or []),
         env_vars=parse_pairs(args.env, "--env"),
@@ -105,7 +105,14 @@ def build_job(
 
 
 def submit_job(job: JobSpec, host: PluginHost, dry_run: bool) -> Submission | None:
-    """Hand the job to its backend (or print it, for a dry run)."""
+    """Hand the job to its backend (or print it, for a dry run).
+
+    A shared option the backend does not honour (``--cluster`` for ``local``)
+    is refused first, in one line.
+    """
+    from himl_kernel.shared_options import refuse_unhonoured
+
+    refuse_unhonoured(job, host.compute_backends.entry(job.compute.backend))
     backend = host.backend(job.compute.backend)
     if dry_run:
         print(backend.render(job, host))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -10,9 +9,14 @@ import sys
 from pathlib import Path
 
 import himl_azure_v2.plugin
+import pytest
 
+from himl_kernel.argparsing import HimlArgumentParser
+from himl_kernel.cli.job_options import add_job_options, build_job, submit_job
 from himl_kernel.doctor import DoctorReport
-from himl_kernel.job import Compute, Entry, JobSpec
+from himl_kernel.errors import HimlError
+from himl_kernel.job import Entry
+from himl_kernel.shared_options import SHARED_NAMES, honoured_by
 from himl_kernel.submit import pop_backend_flags
 from himl_kernel.testing import fresh_host
 
@@ -48,18 +52,38 @@ def test_registrations_and_the_azureml_script_flag() -> None:
     assert pop_backend_flags(argv, host) == "azureml" and argv == ["train.py", "--lr", "1"]
 
 
-def test_cluster_distribution_and_workspace_options_reach_the_job() -> None:
+def test_cluster_distribution_and_workspace_options_reach_the_job(tmp_path: Path) -> None:
     host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])
-    parser = argparse.ArgumentParser()
-    host.add_options(parser.add_argument_group("plugins"), "run")
-    options = parser.parse_args(["--cluster", "gpu-nc24", "--distribution", "pytorch", "--workspace-config", "c.json"])
-    job = JobSpec(entry=Entry("script", "t.py"), compute=Compute("azureml"))
-    host.configure_job(job, options)
-    assert job.compute.target == "gpu-nc24"
+    parser = HimlArgumentParser(prog="himl run", add_help=False)
+    add_job_options(parser, host, "run")
+    argv = ["--cluster", "gpu-nc24", "--distribution", "pytorch", "--workspace-config", "c.json", "--num_nodes", "2"]
+
+    job = build_job(
+        parser.parse_args(["--compute", "azureml", *argv]), host, entry=Entry("script", "t.py"), experiment="e"
+    )
+
+    assert job.compute.target == "gpu-nc24"  # the kernel's shared option, read by the backend from the JobSpec
+    assert job.compute.num_nodes == 2
     assert job.compute.options == {"distribution": "pytorch", "workspace_config": "c.json"}
-    local = JobSpec(entry=Entry("script", "t.py"))
-    host.configure_job(local, options)
-    assert local.compute.target == "" and "distribution" not in local.compute.options
+    assert host.option_owners == {
+        "--no-resume": "local",
+        "--distribution": "azure_v2",
+        "--workspace-config": "azure_v2",
+    }
+    local = build_job(parser.parse_args(argv), host, entry=Entry("script", "t.py"), experiment="e")
+    assert local.compute.options == {"resume": True}
+    with pytest.raises(HimlError) as excinfo:
+        submit_job(local, host, dry_run=True)
+    assert str(excinfo.value) == (
+        "--cluster 'gpu-nc24': compute backend 'local' cannot honour it; "
+        "drop it, or choose a backend that can with --compute"
+    )
+
+
+def test_the_azureml_backend_declares_every_shared_option() -> None:
+    host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])
+    assert honoured_by(host.compute_backends.entry("azureml")) == SHARED_NAMES
+    assert honoured_by(host.compute_backends.entry("local")) == {"max_run_duration"}
 
 
 def test_doctor_reports_the_workspace_and_the_credentials(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

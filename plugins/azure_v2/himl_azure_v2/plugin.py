@@ -9,7 +9,8 @@ this module imports nothing from Azure or MLflow):
 - logger ``azureml``: a local run's metrics mirrored to the workspace;
 - subcommand ``himl azure upload|download``;
 - ``himl runs download`` and ``himl tb`` for AzureML job ids (``himl_locate_run``);
-- options ``--cluster``, ``--distribution``, ``--workspace-config`` for ``himl run`` and ``himl submit``;
+- options ``--distribution`` and ``--workspace-config`` for ``himl run`` and ``himl submit`` (the cluster,
+  nodes, environment and the other shared options are the kernel's: it reads them from the JobSpec);
 - run detection inside AzureML jobs, and ``himl doctor`` checks.
 """
 
@@ -37,6 +38,18 @@ if TYPE_CHECKING:
     from himl_kernel.runinfo import RunInfo
 
 BACKEND = "azureml"
+#: The kernel's shared options (``himl_kernel.shared_options``) this backend reads from the JobSpec: all of them.
+HONOURED = (
+    "cluster",
+    "num_nodes",
+    "processes_per_node",
+    "max_run_duration",
+    "no_wait",
+    "conda_file",
+    "pip_requirements",
+    "docker_image",
+    "shm_size",
+)
 
 
 @hookimpl
@@ -46,6 +59,7 @@ def himl_register_compute_backends(registry: Registry[ComputeBackend]) -> None:
         "himl_azure_v2.backend:AzureMLBackend",
         "AzureML jobs and sweeps through the SDK v2 (azure-ai-ml)",
         script_flag="--azureml",
+        honours=HONOURED,
     )
 
 
@@ -100,7 +114,6 @@ def himl_register_commands(registry: Registry[Command]) -> None:
 
 @hookimpl
 def himl_add_options(parser: argparse._ArgumentGroup, command: str) -> None:
-    parser.add_argument("--cluster", default="", help="azureml: the compute cluster to run on")
     parser.add_argument(
         "--distribution",
         choices=("auto", "mpi", "pytorch", "none"),
@@ -114,9 +127,6 @@ def himl_add_options(parser: argparse._ArgumentGroup, command: str) -> None:
 def himl_configure_job(job: JobSpec, options: argparse.Namespace) -> None:
     if job.compute.backend != BACKEND:
         return
-    cluster = getattr(options, "cluster", "")
-    if cluster:
-        job.compute.target = cluster
     job.compute.options["distribution"] = getattr(options, "distribution", "auto") or "auto"
     config = getattr(options, "workspace_config", None)
     if config:
