@@ -3,7 +3,19 @@
 Inside a job, the kernel (or ``submit_if_needed``) activates the run: its
 loggers are built from the logger hook, and :func:`log_metrics` /
 :func:`log_params` send to all of them. Code that runs without Lightning (a
-plain PyTorch loop, a script) logs through these functions.
+plain PyTorch loop, Fabric, a script) logs through these functions, and the
+Lightning layer's logger does too, so every trainer gets the same two rules:
+
+- **each (metric, step) once.** A run that is resumed after its process was
+  killed trains again the epochs since its last recovery checkpoint. The
+  first :func:`log_metrics` of a process reads the (metric, step) pairs the
+  run already holds in its run store; after that the pairs are tracked in
+  memory. A pair the run holds is dropped, so the history reads as if the run
+  had never stopped. Metrics logged without a step are not de-duplicated
+  (there is nothing to recognise them by).
+- **global rank zero writes.** In a distributed job every process may call
+  these functions; only global rank zero (see :mod:`himl_kernel.distributed`)
+  writes, the others check the values and drop them.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from himl_kernel.distributed import ranks
 from himl_kernel.errors import HimlError
 
 if TYPE_CHECKING:
@@ -24,10 +37,46 @@ if TYPE_CHECKING:
 ENV_LOGGERS = "HIML_LOGGERS"
 
 
-@dataclass
+def logged_pairs(run: RunInfo) -> set[tuple[str, int]]:
+    """Every (metric, step) ``run`` already holds in its run store (none when the store does not know it)."""
+    from himl_kernel.runstore import RunStore
+
+    store = RunStore(tracking_uri=run.tracking_uri)
+    if not store.exists(run.run_id):
+        return set()
+    pairs: set[tuple[str, int]] = set()
+    for key in store.get(run.run_id).metrics:
+        pairs.update((key, step) for step, _ in store.metric_history(run.run_id, key))
+    return pairs
+
+
+@dataclass(eq=False)
 class ActiveRun:
+    """A run made current in this process, with the sinks its metrics go to."""
+
     info: RunInfo
     sinks: list[MetricSink] = field(default_factory=list)
+    #: (metric, step) pairs the run holds: read from the run store on first use, then kept up to date.
+    _logged: set[tuple[str, int]] | None = field(default=None, repr=False)
+
+    def logged(self) -> set[tuple[str, int]]:
+        if self._logged is None:
+            self._logged = logged_pairs(self.info)
+        return self._logged
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None) -> dict[str, float]:
+        """Send the metrics the run does not hold yet at ``step`` to every sink; return those sent."""
+        if step is None:
+            fresh = dict(metrics)
+        else:
+            logged = self.logged()
+            fresh = {key: value for key, value in metrics.items() if (key, step) not in logged}
+        if fresh:
+            for sink in self.sinks:
+                sink.log_metrics(fresh, step)
+            if step is not None:
+                self.logged().update((key, step) for key in fresh)
+        return fresh
 
     def close(self) -> None:
         for sink in self.sinks:
@@ -83,6 +132,11 @@ def current_run() -> RunInfo | None:
     return _STACK[-1].info if _STACK else None
 
 
+def current_run_or_fail() -> RunInfo:
+    """The RunInfo of the current run (activating the one a backend left in the environment), else an error."""
+    return _active_or_fail().info
+
+
 def _active_or_fail() -> ActiveRun:
     if _STACK:
         return _STACK[-1]
@@ -98,28 +152,88 @@ def _active_or_fail() -> ActiveRun:
 
 
 def current_sinks() -> list[MetricSink]:
-    """The metric sinks of the current run, for layers that log on their own (the Lightning logger)."""
+    """The metric sinks of the current run."""
     return list(_active_or_fail().sinks)
 
 
-def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    """Log several metrics for the current run at ``step``."""
+def attach_sink(sink: MetricSink) -> None:
+    """Send the current run's metrics and parameters to ``sink`` too, until :func:`detach_sink`.
+
+    For a trainer layer with a sink of its own (the Lightning layer's
+    TensorBoard event files); the sink gets the de-duplicated metrics.
+    """
+    active = _active_or_fail()
+    if not any(existing is sink for existing in active.sinks):
+        active.sinks.append(sink)
+
+
+def detach_sink(sink: MetricSink) -> None:
+    """Stop sending to ``sink`` (attached with :func:`attach_sink`); the caller closes it."""
+    for active in _STACK:
+        active.sinks[:] = [existing for existing in active.sinks if existing is not sink]
+
+
+def _numbers(metrics: Mapping[str, float]) -> dict[str, float]:
     clean: dict[str, float] = {}
     for key, value in metrics.items():
         try:
             clean[str(key)] = float(value)
         except (TypeError, ValueError):
             raise HimlError(f"metric {key!r} must be a number, got {value!r}") from None
-    for sink in _active_or_fail().sinks:
-        sink.log_metrics(clean, step)
+    return clean
 
 
-def log_metric(name: str, value: float, step: int | None = None) -> None:
-    """Log one metric for the current run."""
-    log_metrics({name: value}, step)
+def _step(step: int | None) -> int | None:
+    if step is None:
+        return None
+    try:
+        number = int(step)
+    except (TypeError, ValueError):
+        raise HimlError(f"metric step must be a whole number, got {step!r}") from None
+    if number != step or number < 0:
+        raise HimlError(f"metric step must be a whole number of at least 0, got {step!r}")
+    return number
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> dict[str, float]:
+    """Log several metrics for the current run at ``step``; return those written.
+
+    A (metric, step) the run already holds is dropped, and only global rank
+    zero writes (see the module docs); the values are checked on every rank.
+    """
+    clean = _numbers(metrics)
+    at = _step(step)
+    if not ranks().is_global_zero:
+        return {}
+    return _active_or_fail().log_metrics(clean, at)
+
+
+def log_metric(name: str, value: float, step: int | None = None) -> bool:
+    """Log one metric for the current run; whether it was written (see :func:`log_metrics`)."""
+    return bool(log_metrics({name: value}, step))
+
+
+def flat_params(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as ``a.b`` keys, the shape MLflow params take."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_params(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def log_params(params: Mapping[str, Any]) -> None:
-    """Log parameters (hyperparameters, settings) for the current run."""
+    """Log parameters (hyperparameters, settings) for the current run; nested mappings become ``a.b`` keys.
+
+    Only global rank zero writes.
+    """
+    if not ranks().is_global_zero:
+        return
+    flat = flat_params(params)
+    if not flat:
+        return
     for sink in _active_or_fail().sinks:
-        sink.log_params(params)
+        sink.log_params(flat)

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from himl_kernel.current import activate, deactivate
+from himl_kernel.current import activate, deactivate, flat_params
 
 if TYPE_CHECKING:
     from himl_kernel.container import Container
     from himl_kernel.plugins import PluginHost
     from himl_kernel.runinfo import RunInfo
-
-
-def flat_params(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as ``a.b`` keys, the shape MLflow params take."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flat_params(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def run_container(host: PluginHost, container: Container, run_info: RunInfo) -> None:

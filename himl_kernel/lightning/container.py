@@ -27,6 +27,15 @@ from pydantic import BaseModel, Field, PrivateAttr
 
 from himl_kernel.container import Container, CrossValidation
 from himl_kernel.errors import HimlError
+from himl_kernel.lightning.settings import (
+    LAST_CHECKPOINT,
+    OptimizerType,
+    Profiler,
+    RunMode,
+    Schedule,
+    Warmup,
+)
+from himl_kernel.recovery import recovery_folder
 
 if TYPE_CHECKING:
     from lightning.pytorch import Callback, LightningDataModule, LightningModule
@@ -35,16 +44,6 @@ if TYPE_CHECKING:
     from himl_kernel.datasets import DatasetConfig
     from himl_kernel.runinfo import RunInfo
     from himl_kernel.sweep import Sweep
-
-CHECKPOINT_FOLDER = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
-BEST_CHECKPOINT = "best.ckpt"
-
-Profiler = Literal["simple", "advanced", "pytorch"]
-OptimizerType = Literal["Adam", "AdamW", "SGD", "RMSprop"]
-Schedule = Literal["none", "polynomial", "cosine", "step", "multistep", "exponential"]
-Warmup = Literal["none", "linear"]
-RunMode = Literal["train", "eval_full"]
 
 
 class TrainerParams(BaseModel):
@@ -197,7 +196,8 @@ class LightningContainer(TrainerParams, OptimizerParams, WorkflowParams, Dataset
 
     @property
     def checkpoint_folder(self) -> Path:
-        return self.run_info.output_folder / CHECKPOINT_FOLDER
+        """The run's checkpoints, recovery checkpoints among them (the kernel's recovery folder)."""
+        return recovery_folder(self.run_info)
 
     @property
     def input_folders(self) -> list[Path | None]:
@@ -265,6 +265,8 @@ class LightningContainer(TrainerParams, OptimizerParams, WorkflowParams, Dataset
     def run(self, run_info: RunInfo) -> None:
         from himl_kernel.lightning.runner import run_training
 
+        self._run_info = run_info
+        self._input_folders = list(run_info.input_datasets)
         run_training(self, run_info)
 
     # -- the default optimizer ---------------------------------------------------
@@ -277,5 +279,5 @@ class LightningContainer(TrainerParams, OptimizerParams, WorkflowParams, Dataset
         from himl_kernel.lightning.optim import build_optimizer, build_scheduler
 
         optimizer: Optimizer = build_optimizer(self, parameters)
-        scheduler = build_scheduler(self, optimizer)
+        scheduler = build_scheduler(self, optimizer, self.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -14,9 +14,8 @@ the data order of each epoch comes from the seed and the epoch number alone
 from __future__ import annotations
 
 import csv
-import os
+import io
 import random
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from pydantic import Field
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 from typing_extensions import override
 
+from himl_kernel.atomic import atomic_write_text
 from himl_kernel.lightning.container import LightningContainer
 from himl_kernel.lightning.loggers import log_learning_rate, log_on_epoch
 
@@ -36,16 +36,13 @@ DATASET_FILE = "dataset.csv"
 def write_dataset(path: Path, num_samples: int, noise: float, seed: int) -> None:
     """Samples of y = 2 x + 1 + noise as a CSV with columns x and y (written atomically)."""
     rng = random.Random(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, 0o644)
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["x", "y"])
-        for _ in range(num_samples):
-            x = rng.uniform(-1.0, 1.0)
-            writer.writerow([repr(x), repr(2.0 * x + 1.0 + rng.gauss(0.0, noise))])
-    os.replace(temp, path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["x", "y"])
+    for _ in range(num_samples):
+        x = rng.uniform(-1.0, 1.0)
+        writer.writerow([repr(x), repr(2.0 * x + 1.0 + rng.gauss(0.0, noise))])
+    atomic_write_text(path, text.getvalue())
 
 
 def read_dataset(path: Path) -> torch.Tensor:

@@ -1,12 +1,13 @@
 """Lightning metrics into the run's own loggers, each (metric, step) once.
 
-:class:`RunLogger` is the Trainer's logger. It forwards what Lightning logs to
-the sinks the kernel attached to the current run (the logger hook: the run's
-MLflow run by default), and writes TensorBoard event files into the run's logs
-folder. A run that is resumed after its process was killed replays the epochs
-since its last recovery checkpoint; the logger reads the run's metric history
-first and drops every (metric, step) pair that is already there, so the
-history reads as if the run had never stopped.
+:class:`RunLogger` is the Trainer's logger. It hands what Lightning logs to
+the kernel's :func:`~himl_kernel.current.log_metrics`, which sends it to the
+sinks the kernel attached to the current run (the logger hook: the run's
+MLflow run by default), and adds TensorBoard event files in the run's logs
+folder. The kernel drops every (metric, step) the run already holds, so a run
+resumed after its process was killed, which replays the epochs since its last
+recovery checkpoint, has a history that reads as if it had never stopped;
+plain PyTorch and Fabric loops get the same through the same function.
 
 Metrics of one step are written together: Lightning hands them over in
 several calls (validation, training epoch, timing), and each write to a
@@ -26,6 +27,9 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
+from himl_kernel.current import attach_sink, current_sinks, detach_sink, log_metrics, log_params
+from himl_kernel.metric_sinks import TensorBoardSink
+
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule
     from torch import Tensor
@@ -33,32 +37,17 @@ if TYPE_CHECKING:
     from himl_kernel.contracts import MetricSink
     from himl_kernel.runinfo import RunInfo
 
-HPARAMS_PREFIX = "model."
-
-
-def logged_pairs(run_info: RunInfo) -> set[tuple[str, int]]:
-    """Every (metric, step) the run already has in its run store."""
-    from himl_kernel.runstore import RunStore
-
-    store = RunStore(tracking_uri=run_info.tracking_uri)
-    if not store.exists(run_info.run_id):
-        return set()
-    pairs: set[tuple[str, int]] = set()
-    for key in store.get(run_info.run_id).metrics:
-        pairs.update((key, step) for step, _ in store.metric_history(run_info.run_id, key))
-    return pairs
+HPARAMS_PREFIX = "model"
 
 
 class RunLogger(Logger):
-    """A Lightning logger writing to the current run's sinks, skipping pairs already logged."""
+    """A Lightning logger writing through the kernel to the current run's sinks."""
 
-    def __init__(self, run_info: RunInfo, sinks: list[MetricSink], tensorboard: bool = True) -> None:
+    def __init__(self, run_info: RunInfo, tensorboard: bool = True) -> None:
         super().__init__()
         self.run_info = run_info
-        self.sinks = list(sinks)
         self._want_tensorboard = tensorboard
-        self._own_sinks: list[MetricSink] = []
-        self._seen: set[tuple[str, int]] | None = None
+        self._own_sink: MetricSink | None = None
         self._queued: dict[str, float] = {}
         self._queued_step = 0
 
@@ -77,65 +66,57 @@ class RunLogger(Logger):
     def save_dir(self) -> str:
         return str(self.run_info.logs_folder)
 
-    def _start(self) -> set[tuple[str, int]]:
-        """The run's history (read on first use, rank zero only), and a TensorBoard writer."""
-        if self._seen is None:
-            self._seen = logged_pairs(self.run_info)
-        from himl_kernel.metric_sinks import TensorBoardSink
-
-        if self._want_tensorboard and not any(isinstance(s, TensorBoardSink) for s in self.sinks):
-            try:
-                sink = TensorBoardSink(self.run_info)
-            except Exception as exc:  # TensorBoard missing: metrics still reach the run store
-                self._want_tensorboard = False
-                print(f"himl: warning: no TensorBoard event files: {exc}", file=sys.stderr)
-            else:
-                self._own_sinks.append(sink)
-                self.sinks.append(sink)
-        return self._seen
+    def _start(self) -> None:
+        """Attach TensorBoard event files to the run, unless one of its loggers writes them already."""
+        if not self._want_tensorboard:
+            return
+        self._want_tensorboard = False
+        if any(isinstance(s, TensorBoardSink) for s in current_sinks()):
+            return
+        try:
+            sink = TensorBoardSink(self.run_info)
+        except Exception as exc:  # TensorBoard missing: metrics still reach the run store
+            print(f"himl: warning: no TensorBoard event files: {exc}", file=sys.stderr)
+            return
+        attach_sink(sink)
+        self._own_sink = sink
 
     @override
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Queue the metrics of ``step``; the queue goes out when a new step arrives, or on flush()."""
-        seen = self._start()
+        self._start()
         at = int(step or 0)
         if self._queued and at != self._queued_step:
             self.flush()
         self._queued_step = at
         for key, value in metrics.items():
-            if (key, at) not in seen:
-                self._queued[key] = float(value)
-                seen.add((key, at))
+            self._queued.setdefault(key, float(value))  # the first value of a step wins, as in the run store
 
     @rank_zero_only
     def flush(self) -> None:
-        """Send the queued metrics to the sinks (one write per step instead of one per Lightning call)."""
+        """Send the queued metrics (one write per step instead of one per Lightning call)."""
         if not self._queued:
             return
         queued, self._queued = self._queued, {}
-        for sink in self.sinks:
-            sink.log_metrics(queued, self._queued_step)
+        log_metrics(queued, self._queued_step)
 
     @override
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
-        from himl_kernel.runner import flat_params
-
         self._start()
         values = vars(params) if isinstance(params, Namespace) else dict(params)
-        flat = {f"{HPARAMS_PREFIX}{key}": value for key, value in flat_params(values).items()}
-        for sink in self.sinks:
-            sink.log_params(flat)
+        if values:
+            log_params({HPARAMS_PREFIX: values})
 
     @override
     @rank_zero_only
     def finalize(self, status: str) -> None:
         self.flush()
-        for sink in self._own_sinks:
-            sink.close()
-            self.sinks.remove(sink)
-        self._own_sinks.clear()
+        if self._own_sink is not None:
+            detach_sink(self._own_sink)
+            self._own_sink.close()
+            self._own_sink = None
 
 
 def log_on_epoch(

@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from torch.optim import Optimizer
     from torch.optim.lr_scheduler import LambdaLR
 
-    from himl_kernel.lightning.container import LightningContainer, OptimizerParams
+    from himl_kernel.lightning.settings import OptimizerSettings
 
 
-def build_optimizer(params: OptimizerParams, parameters: Any) -> Optimizer:
+def build_optimizer(params: OptimizerSettings, parameters: Any) -> Optimizer:
     """The optimizer ``optimizer_type`` names, over ``parameters``."""
     import torch
 
@@ -38,7 +38,7 @@ def build_optimizer(params: OptimizerParams, parameters: Any) -> Optimizer:
     )
 
 
-def schedule_factor(params: OptimizerParams, max_epochs: int) -> Callable[[int], float]:
+def schedule_factor(params: OptimizerSettings, max_epochs: int) -> Callable[[int], float]:
     """The factor of ``l_rate`` at each epoch.
 
     A plain function, not an object: LambdaLR stores an object's attributes in
@@ -72,8 +72,8 @@ def schedule_factor(params: OptimizerParams, max_epochs: int) -> Callable[[int],
     return factor
 
 
-def build_scheduler(container: LightningContainer, optimizer: Optimizer) -> LambdaLR:
-    """A per-epoch LambdaLR following the container's schedule fields, over its ``max_epochs``."""
+def build_scheduler(params: OptimizerSettings, optimizer: Optimizer, max_epochs: int) -> LambdaLR:
+    """A per-epoch LambdaLR following the schedule fields over ``max_epochs``."""
     from torch.optim.lr_scheduler import LambdaLR
 
-    return LambdaLR(optimizer, schedule_factor(container, container.max_epochs))
+    return LambdaLR(optimizer, schedule_factor(params, max_epochs))

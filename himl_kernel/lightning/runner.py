@@ -25,13 +25,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from himl_kernel.distributed import global_rank, local_rank
 from himl_kernel.errors import HimlError
 
 if TYPE_CHECKING:
     from lightning.pytorch import Callback, LightningModule, Trainer
     from lightning.pytorch.profilers import Profiler
 
-    from himl_kernel.lightning.container import LightningContainer
+    from himl_kernel.lightning.settings import TrainingSettings
     from himl_kernel.runinfo import RunInfo
 
 PROFILER_FOLDER = "profiler"
@@ -39,23 +40,12 @@ PROFILER_FOLDER = "profiler"
 ENV_RESOLVED_CHECKPOINT = "HIML_RESOLVED_SRC_CHECKPOINT"
 
 
-def global_rank() -> int:
-    """This process's rank among all training processes (0 before Lightning starts any others)."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    return int(getattr(rank_zero_only, "rank", 0))
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0") or 0)
-
-
 def _say(message: str) -> None:
     if global_rank() == 0:
         print(f"himl: {message}", flush=True)
 
 
-def resolve_source_checkpoint(container: LightningContainer) -> Path | None:
+def resolve_source_checkpoint(container: TrainingSettings) -> Path | None:
     """``src_checkpoint`` as a local, complete file; None when not given.
 
     The first process resolves it (downloading it if need be) before Lightning
@@ -66,7 +56,7 @@ def resolve_source_checkpoint(container: LightningContainer) -> Path | None:
     if not reference:
         return None
     from himl_kernel.checkpoints import resolve_checkpoint
-    from himl_kernel.lightning.checkpointing import check_checkpoint
+    from himl_kernel.recovery import check_checkpoint
 
     inherited = os.environ.get(ENV_RESOLVED_CHECKPOINT, "")
     known, _, local = inherited.partition("\n")
@@ -78,7 +68,7 @@ def resolve_source_checkpoint(container: LightningContainer) -> Path | None:
     return check_checkpoint(path, "src_checkpoint")
 
 
-def _accelerator_and_devices(container: LightningContainer) -> tuple[str, int]:
+def _accelerator_and_devices(container: TrainingSettings) -> tuple[str, int]:
     import torch
 
     gpus = torch.cuda.device_count() if container.max_num_gpus != 0 else 0
@@ -89,7 +79,7 @@ def _accelerator_and_devices(container: LightningContainer) -> tuple[str, int]:
     return "cpu", container.devices or 1
 
 
-def _profiler(container: LightningContainer, folder: Path) -> Profiler | None:
+def _profiler(container: TrainingSettings, folder: Path) -> Profiler | None:
     if container.pl_profiler is None:
         return None
     from lightning.pytorch.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
@@ -102,16 +92,15 @@ def _profiler(container: LightningContainer, folder: Path) -> Profiler | None:
     return PyTorchProfiler(dirpath=folder, filename="profile")
 
 
-def create_trainer(container: LightningContainer, run_info: RunInfo) -> Trainer:
+def create_trainer(container: TrainingSettings, run_info: RunInfo) -> Trainer:
     """The Trainer for this container and run: loggers, checkpoints, callbacks, devices."""
     from lightning.pytorch import Trainer
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from himl_kernel.current import current_sinks
     from himl_kernel.lightning.callbacks import BatchTimeCallback, LineProgressBar
     from himl_kernel.lightning.checkpointing import AtomicCheckpointIO, RecoveryCheckpoint
-    from himl_kernel.lightning.container import BEST_CHECKPOINT, LAST_CHECKPOINT
     from himl_kernel.lightning.loggers import RunLogger
+    from himl_kernel.lightning.settings import BEST_CHECKPOINT, LAST_CHECKPOINT
 
     folder = container.checkpoint_folder
     metric = container.best_checkpoint_metric.strip()
@@ -153,7 +142,7 @@ def create_trainer(container: LightningContainer, run_info: RunInfo) -> Trainer:
         "devices": devices,
         "strategy": container.strategy,
         "precision": precision,
-        "logger": [RunLogger(run_info, current_sinks())],
+        "logger": [RunLogger(run_info)],
         "callbacks": callbacks,
         "plugins": [AtomicCheckpointIO()],
         "profiler": _profiler(container, run_info.output_folder / PROFILER_FOLDER),
@@ -170,7 +159,7 @@ def create_trainer(container: LightningContainer, run_info: RunInfo) -> Trainer:
     return Trainer(**arguments)
 
 
-def _seed(container: LightningContainer) -> int:
+def _seed(container: TrainingSettings) -> int:
     from lightning.pytorch import seed_everything
 
     seed = container.effective_random_seed
@@ -178,16 +167,14 @@ def _seed(container: LightningContainer) -> int:
     return seed
 
 
-def _test(
-    container: LightningContainer, trainer: Trainer, model: LightningModule, data: Any, ckpt: Path | None
-) -> None:
+def _test(container: TrainingSettings, trainer: Trainer, model: LightningModule, data: Any, ckpt: Path | None) -> None:
     results = trainer.test(model, datamodule=data, ckpt_path=str(ckpt) if ckpt is not None else None, verbose=False)
     if results:
         shown = ", ".join(f"{k}={v:.6g}" for k, v in sorted(results[0].items()))
         _say(f"test: {shown}")
 
 
-def run_training(container: LightningContainer, run_info: RunInfo) -> None:
+def run_training(container: TrainingSettings, run_info: RunInfo) -> None:
     """Train, validate and test ``container``'s model as run ``run_info`` (see the module docs)."""
     inherited = os.environ.get(ENV_RESOLVED_CHECKPOINT)
     try:
@@ -197,12 +184,10 @@ def run_training(container: LightningContainer, run_info: RunInfo) -> None:
             os.environ.pop(ENV_RESOLVED_CHECKPOINT, None)
 
 
-def _run_training(container: LightningContainer, run_info: RunInfo) -> None:
+def _run_training(container: TrainingSettings, run_info: RunInfo) -> None:
     from himl_kernel.current import log_params
     from himl_kernel.lightning.checkpointing import find_recovery_checkpoint, remove_partial_files
 
-    container._run_info = run_info
-    container._input_folders = list(run_info.input_datasets)
     folder = container.checkpoint_folder
     rank_zero = global_rank() == 0
     if rank_zero:
@@ -269,7 +254,7 @@ def _load_weights(model: LightningModule, path: Path) -> None:
         raise HimlError(f"src_checkpoint {path} does not fit the model: {first}") from exc
 
 
-def _regression_test(container: LightningContainer, run_info: RunInfo) -> None:
+def _regression_test(container: TrainingSettings, run_info: RunInfo) -> None:
     if container.regression_test_folder is None or global_rank() != 0:
         return
     from himl_kernel.lightning.regression import compare_with_folder

@@ -16,7 +16,7 @@ import csv
 import re
 from pathlib import Path
 
-from himl_cpath.slide_table import SlideRecord, TileFileBag, tile_bags_from_rows
+from himl_cpath.slide_records import SlideRecord, TileFileBag, tile_bags_from_rows
 from himl_kernel.errors import HimlError
 
 PANDA_TABLE = "train.csv"

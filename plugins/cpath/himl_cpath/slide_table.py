@@ -3,29 +3,37 @@
 A slides ``dataset.csv`` has a column ``image`` (the slide file, relative to
 the CSV's folder or absolute) and optionally ``slide_id`` (default: the file
 name without its extension), ``label`` and ``mask`` (a tissue mask image).
+A PANDA folder is read by its own layout (:mod:`himl_cpath.conventions`).
+The record types come from :mod:`himl_cpath.slide_records` and are importable
+from here too.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from himl_cpath.conventions import is_panda, panda_slides
+from himl_cpath.slide_records import BagSource, SlideRecord, TileFileBag, tile_bags_from_rows
 from himl_kernel.errors import HimlError
+
+__all__ = [
+    "SLIDE_SUFFIXES",
+    "BagSource",
+    "SlideRecord",
+    "TileFileBag",
+    "is_tiles_table",
+    "load_slides",
+    "read_id_list",
+    "slides_from_csv",
+    "slides_from_folder",
+    "tile_bags_from_csv",
+    "tile_bags_from_rows",
+]
 
 #: Extensions of the slide formats OpenSlide and tifffile read, for a folder without a pattern.
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".dcm")
-
-
-@dataclass(frozen=True)
-class SlideRecord:
-    """One slide to process."""
-
-    slide_id: str
-    image: Path
-    label: str = ""
-    mask: Path | None = None
 
 
 def _slide_id(path: Path) -> str:
@@ -86,8 +94,6 @@ def load_slides(
         include: when not empty, only these slide ids.
         exclude: slide ids to leave out.
     """
-    from himl_cpath.conventions import is_panda, panda_slides
-
     if source.is_file():
         records = slides_from_csv(source)
     elif is_panda(source) and not pattern:
@@ -121,70 +127,10 @@ def read_id_list(values: Sequence[str]) -> list[str]:
     return ids
 
 
-@dataclass(frozen=True)
-class TileFileBag:
-    """A slide given as tile images already cut: the files (relative to ``root``) and their level-0 corners.
-
-    Coordinates are -1 where the dataset does not know them (TCGA-CRCk).
-    """
-
-    slide_id: str
-    label: str
-    root: Path
-    images: tuple[str, ...]
-    tile_x: tuple[int, ...]
-    tile_y: tuple[int, ...]
-
-    def paths(self) -> list[Path]:
-        return [self.root / image for image in self.images]
-
-
-#: What a DeepMIL bag is made from: a slide file, or tile files already cut.
-BagSource = SlideRecord | TileFileBag
-
-
 def is_tiles_table(table: Path) -> bool:
     """Whether a ``dataset.csv`` lists tiles (it has a ``tile_id`` column) rather than slides."""
     with table.open(newline="", encoding="utf-8") as handle:
         return "tile_id" in (csv.DictReader(handle).fieldnames or [])
-
-
-def tile_bags_from_rows(
-    rows: Sequence[dict[str, str]], root: Path, where: str
-) -> tuple[list[TileFileBag], dict[str, str]]:
-    """Tile rows grouped into one bag per slide id, and the ``split`` of each slide that has one.
-
-    ``where`` names the rows' source in errors. All tiles of a slide must
-    share its label and split.
-    """
-    grouped: dict[str, list[dict[str, str]]] = {}
-    for row in rows:
-        grouped.setdefault(row["slide_id"], []).append(row)
-    bags, splits = [], {}
-    for slide_id, members in grouped.items():
-        labels = {m.get("label", "") for m in members}
-        if len(labels) > 1:
-            raise HimlError(
-                f"{where}: the tiles of slide {slide_id} have different labels: {', '.join(sorted(labels))}"
-            )
-        parts = {(m.get("split") or "").strip().lower() for m in members}
-        if len(parts) > 1:
-            raise HimlError(
-                f"{where}: the tiles of slide {slide_id} lie in different splits: {', '.join(sorted(parts))}"
-            )
-        if parts != {""}:
-            splits[slide_id] = parts.pop()
-        bags.append(
-            TileFileBag(
-                slide_id=slide_id,
-                label=labels.pop(),
-                root=root,
-                images=tuple(m["image"] for m in members),
-                tile_x=tuple(int(float(m.get("tile_x") or -1)) for m in members),
-                tile_y=tuple(int(float(m.get("tile_y") or -1)) for m in members),
-            )
-        )
-    return bags, splits
 
 
 def tile_bags_from_csv(table: Path) -> tuple[list[TileFileBag], dict[str, str]]:
