@@ -35,6 +35,15 @@ class Azurite:
         return f"http://127.0.0.1:{self.port}/devstoreaccount1"
 
     def start(self) -> None:
+        """Start the server and wait until it listens; a port someone else holds is an error, not a success."""
+        with socket.socket() as probe:
+            # SO_REUSEADDR, as Node sets it: connections of an earlier run in TIME_WAIT do not count, a listener does
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError as exc:
+                message = f"port {self.port} on 127.0.0.1 is already in use: azurite cannot listen there"
+                raise RuntimeError(message) from exc
         self.location.mkdir(parents=True, exist_ok=True)
         log = (self.location / "azurite.log").open("ab")
         self.process = subprocess.Popen(

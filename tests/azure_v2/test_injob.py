@@ -106,7 +106,12 @@ def test_run_id_checkpoint_is_downloaded_once_and_md5_checked(
     found = resolve_checkpoint("earlier_job_1:checkpoints/last.ckpt", host=host, cache_dir=cache)
     assert found.read_bytes() == b"weights" * 1000
     assert found == cache / "azureml" / "earlier_job_1" / "outputs" / "checkpoints" / "last.ckpt"
+    # once: with the blob gone from the workspace, the second resolution is served from the cache
+    fresh_containers.get_blob_client(
+        ARTIFACT_CONTAINER, "ExperimentRun/dcid.earlier_job_1/outputs/checkpoints/last.ckpt"
+    ).delete_blob()
     assert resolve_checkpoint("earlier_job_1:outputs/checkpoints/last.ckpt", host=host, cache_dir=cache) == found
+    assert found.read_bytes() == b"weights" * 1000
 
     control_plane.jobs_by_name["corrupt_job_2"] = object()
     put_checkpoint(fresh_containers, "corrupt_job_2", b"abc", md5=hashlib.md5(b"other").digest())

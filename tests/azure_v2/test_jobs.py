@@ -10,6 +10,7 @@ import pytest
 import yaml
 from azure.ai.ml import load_job
 from azure.ai.ml.entities import Data
+from azure.ai.ml.exceptions import JobException
 from himl_azure_v2.backend import AzureMLBackend
 from himl_azure_v2.code_snapshot import stage_snapshot
 from himl_azure_v2.jobs import plain
@@ -213,9 +214,32 @@ def test_input_datasets_become_data_assets_when_missing(project: Path, control_p
 
 
 def test_waiting_streams_the_logs_and_reports_the_final_status(project: Path, control_plane: ControlPlane) -> None:
+    """The stand-in's job is Queued until its logs are streamed, then ends with ``control_plane.outcome``."""
     host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])
-    submission = AzureMLBackend().submit(script_job(project, wait_for_completion=True), host)
-    assert control_plane.streamed == [submission.run_id]
+    backend = AzureMLBackend()
+    queued = backend.submit(script_job(project), host)
+    assert (queued.status, queued.exit_code) == ("Queued", 0) and control_plane.streamed == []
+
+    finished = backend.submit(script_job(project, wait_for_completion=True), host)
+    assert control_plane.streamed == [finished.run_id]
+    assert (finished.status, finished.exit_code) == ("FINISHED", 0)
+
+    control_plane.outcome = "Canceled"
+    killed = backend.submit(script_job(project, wait_for_completion=True), host)
+    assert (killed.status, killed.exit_code) == ("KILLED", 1)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=JobException,
+    reason="bug in himl_azure_v2.backend: the SDK's jobs.stream raises JobException when the job fails, and "
+    "submit lets it escape instead of returning a FAILED submission with exit code 1",
+)
+def test_a_job_that_fails_while_waiting_reports_failed(project: Path, control_plane: ControlPlane) -> None:
+    control_plane.outcome = "Failed"
+    host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])
+    failed = AzureMLBackend().submit(script_job(project, wait_for_completion=True), host)
+    assert (failed.status, failed.exit_code) == ("FAILED", 1)
 
 
 def test_snapshot_over_the_limit_is_a_one_line_error_before_any_upload(project: Path, tmp_path: Path) -> None:
