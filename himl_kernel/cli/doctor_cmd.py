@@ -110,10 +110,10 @@ def check_python(report: DoctorReport, version: tuple[int, ...] | None = None) -
 
 
 def check_himl(report: DoctorReport) -> None:
-    from himl_kernel import __version__
+    """The kernel's version and installed distribution; a problem when the installed ``himl`` is another project."""
+    from himl_kernel.distribution import check_kernel_distribution
 
-    package_dir = Path(__file__).resolve().parent.parent
-    report.ok("himl", f"{__version__} ({package_dir})")
+    check_kernel_distribution(report)
 
 
 # -- plugins -----------------------------------------------------------------------

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from himl_kernel import __version__
 from himl_kernel.argparsing import HimlArgumentParser
 from himl_kernel.errors import HimlError
 
@@ -48,13 +47,26 @@ CORE_COMMANDS: dict[str, CoreCommand] = {
 }
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the kernel's version and which installed distribution it is, worked out only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from himl_kernel.distribution import inspect_kernel
+
+        print(inspect_kernel().version_line())
+        parser.exit()
+
+
 def _top_parser(host: PluginHost | None) -> argparse.ArgumentParser:
     parser = HimlArgumentParser(
         prog="himl",
         description="Run deep-learning experiments here or in the cloud, through plugins.",
         epilog="`himl COMMAND --help` shows a command's options. Plugins: `himl plugins`.",
     )
-    parser.add_argument("--version", action="version", version=f"himl {__version__}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and which distribution it is")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and trace plugin hook calls")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, cmd in CORE_COMMANDS.items():
