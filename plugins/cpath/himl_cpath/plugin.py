@@ -57,7 +57,7 @@ def himl_doctor(report: DoctorReport) -> None:
         ("girder_client", "girder-client", True),
         ("timm", "timm", True),
         ("torchmetrics", "torchmetrics", True),
-        ("cucim", "cucim", False),
+        ("cucim", "'himl-cpath[cucim]'", False),  # the plain "cucim" distribution is the CUDA 11 one
     ):
         if importlib.util.find_spec(module) is not None:
             report.ok(f"cpath: {module}", "installed")
