@@ -114,9 +114,12 @@ def _distribution_of(ep: Any) -> tuple[str, str]:
     return str(name), str(getattr(dist, "version", "?"))
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message`` (at most ``limit`` characters of it)."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if len(first) > limit:
+        first = first[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class _Broken(Exception):
@@ -132,6 +135,7 @@ class PluginHost:
         self.trace = trace
         self._registries: list[Registry[Any]] = []
         self._named: dict[str, Registry[Any]] = {}
+        self._warned: set[str] = set()
         #: option string -> name of the plugin that added it, for the last :meth:`add_options`.
         self.option_owners: dict[str, str] = {}
 
@@ -173,14 +177,17 @@ class PluginHost:
         plugin_obj = self.pm.get_plugin(name)
         if plugin_obj is not None:
             self.pm.unregister(plugin_obj)
-        print(f"himl: warning: {info.describe()}", file=sys.stderr)
+        self._warn(info.describe())
 
     def _log(self, message: str) -> None:
         if self.trace:
             print(f"himl trace: {message}", file=sys.stderr)
 
     def _warn(self, message: str) -> None:
-        print(f"himl: warning: {message}", file=sys.stderr)
+        """One warning line, said once per process however often the hook runs."""
+        if message not in self._warned:
+            self._warned.add(message)
+            print(f"himl: warning: {message}", file=sys.stderr)
 
     def _impls(self, hook_name: str) -> list[pluggy.HookImpl]:
         """The hook's implementations in precedence order: built-ins, installed, then in code."""
@@ -347,20 +354,28 @@ class PluginHost:
             except _Broken:
                 continue
             staged.append((impl.plugin_name, scratch))
-        wanted: dict[str, list[str]] = {}
+        wanted: dict[str, list[tuple[str, argparse.Action]]] = {}
         for plugin_name, scratch in staged:
-            for key in sorted({key for action in scratch._actions for key in _option_keys(action)}):
-                wanted.setdefault(key, []).append(plugin_name)
+            for action in scratch._actions:
+                for key in _option_keys(action):
+                    wanted.setdefault(key, []).append((plugin_name, action))
         refused: set[str] = set()
-        for key, owners in wanted.items():
+        dropped: list[argparse.Action] = []
+        for key in sorted(wanted, key=lambda k: (k.startswith("dest "), k)):  # option strings first
+            holders = wanted[key]
+            owners = list(dict.fromkeys(plugin_name for plugin_name, _ in holders))
+            if key not in kernel_keys and len(holders) < 2:
+                continue
+            refused.add(key)
+            if all(any(action is d for d in dropped) for _, action in holders):
+                continue  # already said, for one of its option strings
+            dropped.extend(action for _, action in holders)
             if key in kernel_keys:
-                refused.add(key)
                 self._warn(
                     f"option {_shown(key)} of {_plugins_named(self, owners)} is not added: the kernel has it "
                     "(shared options are read from the JobSpec)"
                 )
-            elif len(owners) > 1:
-                refused.add(key)
+            else:
                 self._warn(f"option {_shown(key)} is added by {_plugins_named(self, owners)}; neither is added")
         self.option_owners = {}
         for plugin_name, scratch in staged:

@@ -114,8 +114,7 @@ def test_plugin_raising_on_import_is_broken_in_one_line_and_others_work(capsys: 
     assert info.status == "broken"
     line = info.describe()
     assert line == (
-        "plugin 'badplug' (himl-badplug 3.1.4) is broken: raised on import: "
-        "ImportError: No module named 'heavy_sdk' (needed by himl_badplug.models)"
+        "plugin 'badplug' (himl-badplug 3.1.4) is broken: raised on import: ImportError: No module named 'heavy_sdk'"
     )
     assert warning_lines(capsys.readouterr().err) == [f"himl: warning: {line}"]
     assert [p.name for p in host.broken] == ["badplug"]
@@ -218,7 +217,9 @@ def test_an_explicit_pick_that_matches_nothing_lists_what_does(capsys: pytest.Ca
 
     with pytest.raises(HimlError) as excinfo:
         host.containers.entry("gamma:Twin")
-    assert str(excinfo.value) == "no plugin or distribution 'gamma' registers model 'Twin'; known: alpha:Twin, beta:Twin"
+    assert (
+        str(excinfo.value) == "no plugin or distribution 'gamma' registers model 'Twin'; known: alpha:Twin, beta:Twin"
+    )
     with pytest.raises(UnknownNameError, match="unknown model 'Nothing'"):
         host.containers.entry("alpha:Nothing")
     with pytest.raises(HimlError, match="expected DIST:NAME or PLUGIN:NAME"):
