@@ -346,7 +346,8 @@ def test_the_defaults_of_each_configuration(crck: Crck) -> None:
                 cls(encoder_weights=weights)
     # what `himl run --model TcgaCrckTransformerMIL --help` prints for the pooling
     text = " ".join(build_parser(TcgaCrckTransformerMIL, "himl run").format_help().split())
-    assert "--pooling POOLING how tiles are pooled into a slide embedding (default: 'transformer_attention')" in text
+    assert "how tiles are pooled into a slide embedding (default: transformer_attention)" in text
+    assert "--pooling {attention,gated_attention,mean,max,transformer,transformer_attention} how tiles" in text
 
 
 def test_crck_crossvalidation_folds_validate_on_disjoint_slides(crck: Crck) -> None:

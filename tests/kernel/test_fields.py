@@ -116,6 +116,77 @@ def test_a_list_takes_a_bare_value_or_a_comma_list_and_paths_in_it_rebuild() -> 
     two = parse_fields(Example, ["--folders", "/data/a,/data/b", "--sizes", "8, 16"])
     assert two.folders == [Path("/data/a"), Path("/data/b")] and two.sizes == [8, 16]
     assert parse_fields(Example, ["--folders", "[/x, /y]"]).folders == [Path("/x"), Path("/y")]
-    args = non_default_arguments(two)  # a list of paths is written back as JSON, not refused
-    assert args[args.index("--folders") + 1] == '["/data/a", "/data/b"]'
+    args = non_default_arguments(two)  # a list of paths is written back as a YAML list, not refused
+    assert args[args.index("--folders") + 1] == "[/data/a, /data/b]"
     assert parse_fields(Example, args) == two
+
+
+def test_none_or_null_in_any_case_is_none_for_an_optional_field() -> None:
+    for word in ("none", "None", "null", "NULL"):
+        assert parse_fields(Example, ["--limit", "3", "--limit", word]).limit is None
+        assert parse_fields(Example, ["--checkpoint", word]).checkpoint is None
+    assert parse_fields(Example, ["--name", "none"]).name == "none"  # a plain string field takes it as text
+
+
+def test_a_boolean_alone_before_another_option_is_true() -> None:
+    model = parse_fields(Example, ["--pretrained", "--epochs", "4"])
+    assert model.pretrained is True and model.epochs == 4
+    assert parse_fields(Example, ["--pretrained=false"]).pretrained is False
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "x.yaml"
+    config.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(HimlError) as info:
+        parse_fields(Example, [], config_file=config)
+    assert str(info.value) == f"config file {str(config)!r} is not UTF-8 text"
+
+
+def test_config_text_reads_back_to_the_same_container(tmp_path: Path) -> None:
+    from himl_kernel.fields import config_text
+
+    original = parse_fields(Example, ["--lr", "0.25", "--folders", "/a,/b", "--checkpoint", "c.ckpt", "--limit", "2"])
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text(original), encoding="utf-8")
+    assert parse_fields(Example, [], config_file=config) == original
+    assert parse_fields(Example, ["--epochs", "7"], config_file=config).epochs == 7
+
+
+def test_help_groups_fields_by_the_class_that_declares_them_with_types_and_real_defaults() -> None:
+    from himl_kernel.fields import build_parser
+
+    text = build_parser(Example, "himl run --model Example").format_help()
+    assert "PydanticUndefined" not in text
+    flat = " ".join(text.split())
+    assert "CrossValidation fields: k-fold cross-validation" in flat
+    assert (
+        flat.index("--crossval_count int number") < flat.index("Example fields: An") < flat.index("--lr float learning")
+    )
+    assert "--sizes list[int], --sizes+ list[int] (default: [32])" in flat
+    assert "--checkpoint Path|None (default: null)" in flat and "--pretrained [BOOL] (default: false)" in flat
+    assert "--lr float learning rate (default: 0.001)" in flat
+
+
+def test_unknown_option_suggests_the_close_field() -> None:
+    with pytest.raises(HimlError, match=r"unrecognized arguments: --lrr 3 \(did you mean --lr\?\)"):
+        parse_fields(Example, ["--lrr", "3"])
+
+
+def test_a_field_that_would_shadow_someone_elses_option_is_refused() -> None:
+    from himl_kernel.fields import check_option_clashes
+
+    class Clash(Container):
+        experiment: str = ""
+
+    with pytest.raises(HimlError) as info:
+        check_option_clashes(Clash, {"--experiment": "himl run", "--cluster": "plugin azure_v2"})
+    assert str(info.value) == (
+        "field 'experiment' of Clash would be the option --experiment, but --experiment is himl run's; rename the field"
+    )
+
+    class Separator(Container):
+        num_nodes: int = 1
+
+    with pytest.raises(HimlError, match="field 'num_nodes' of Separator would be the option --num_nodes, but --num-"):
+        check_option_clashes(Separator, {"--num-nodes": "himl run"})
+    check_option_clashes(Example, {"--num-nodes": "himl run", "--cluster": "plugin azure_v2"})  # no clash: no error
