@@ -2,13 +2,16 @@
 
 A local run's ``logs/`` folder is used where it is; a run in another MLflow
 store, or one a plugin locates (an AzureML job id), has its logs downloaded
-first. Each run appears in TensorBoard under its run id.
+first. Each run appears in TensorBoard under its run id. TensorBoard runs as
+a child process that stops with ``himl tb``: Ctrl-C, SIGTERM, SIGHUP, or
+(on Linux) even SIGKILL of ``himl``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +66,48 @@ def run_tb(args: argparse.Namespace, host: PluginHost) -> int:
     command = [sys.executable, "-m", "tensorboard.main", "--logdir_spec", spec, "--host", args.host]
     command += ["--port", str(args.port)]
     print(f"himl: TensorBoard at http://{args.host}:{args.port}/ (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    return serve(command)
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGHUP reached ``himl tb``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def serve(command: list[str], grace_s: float = 10.0) -> int:
+    """Run ``command`` until it ends or ``himl`` is stopped; in every case the child does not outlive us.
+
+    Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the child (SIGTERM, then SIGKILL
+    after ``grace_s`` seconds) before ``himl`` returns; should ``himl`` itself be
+    killed with SIGKILL, the child receives SIGTERM from the operating system
+    (Linux). Ctrl-C ends with 0, as the prompt promises; the other signals with
+    128 + their number.
+    """
+    from himl_kernel.processes import die_with_parent
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stopped(signum)
+
+    wanted = [signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {signum: signal.signal(signum, stop) for signum in wanted}
+    process: subprocess.Popen[bytes] | None = None
     try:
-        return subprocess.call(command)
+        process = subprocess.Popen(command, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+        return process.wait()
     except KeyboardInterrupt:
         return 0
+    except _Stopped as stopped:
+        return 128 + stopped.signum
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -292,3 +292,33 @@ def test_a_metric_missing_in_one_child_leaves_an_empty_cell_and_no_std() -> None
     header, *rows = _csv_rows(render_aggregate(result, "csv"))
     assert header == ["metric", "seed=1", "seed=2", "mean", "std"]
     assert rows == [["auc", "0.5", "", "0.5", ""], ["loss", "1.0", "3.0", "2.0", str(statistics.stdev([1.0, 3.0]))]]
+
+
+# -- a reader that stops early --------------------------------------------------------
+
+
+def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
+    import subprocess
+
+    from ..conftest import HIML, JOB_VARIABLES
+
+    home = tmp_path / "home"
+    store = RunStore(home=home)
+    # More output than a pipe holds (64 KiB), so that himl is still writing when `head` goes away: one long
+    # name widens every row of the list, many long params lengthen the show.
+    runs = [store.create_run("many", f"run {index:02d}") for index in range(30)]
+    store.set_tags(runs[0].run_id, {"mlflow.runName": "long " + "x" * 4000})
+    store.log_params(runs[0].run_id, {f"param_{index:04d}": "y" * 200 for index in range(400)})
+    env = {k: v for k, v in os.environ.items() if k not in JOB_VARIABLES}
+    env.update({"HIML_HOME": str(home), "HIML_PLUGIN_AUTOLOAD": "0"})
+    for args, first_words in (
+        (["list", "--limit", "30"], ["RUN", "ID"]),
+        (["show", runs[0].run_id], ["run", runs[0].run_id]),
+    ):
+        done = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", f'"$0" runs {" ".join(args)} | head -1', HIML],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.stderr == ""  # no BrokenPipeError, no "Exception ignored" at exit
+        assert len(done.stdout.splitlines()) == 1 and done.stdout.split()[:2] == first_words
+        assert done.returncode == 141  # ended by a closed pipe, as `yes | head -1` is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -81,7 +82,27 @@ def test_tb_points_tensorboard_at_a_local_runs_logs(run_with_events: tuple[Path,
     assert list(Path(folder).glob("events.out.tfevents.*"))
 
 
-def test_tb_serves_the_run(run_with_events: tuple[Path, str]) -> None:
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux's /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` has ended (no such process, or a zombie waiting to be reaped)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
+def test_tb_serves_the_run_and_its_tensorboard_stops_with_it(
+    run_with_events: tuple[Path, str], stop: signal.Signals
+) -> None:
     home, run_id = run_with_events
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -90,6 +111,7 @@ def test_tb_serves_the_run(run_with_events: tuple[Path, str]) -> None:
         [HIML, "tb", run_id, "--port", str(port)], cwd=home.parent, env=_env(home),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
+    children: list[int] = []
     try:
         deadline, runs = time.monotonic() + 120, []
         while time.monotonic() < deadline and not runs:
@@ -99,8 +121,18 @@ def test_tb_serves_the_run(run_with_events: tuple[Path, str]) -> None:
             except OSError:
                 time.sleep(0.5)
         assert any(name.startswith(run_id) for name in runs), runs
+        children = _children(server.pid)
+        assert len(children) == 1, children  # TensorBoard, serving
+        server.send_signal(stop)  # himl only, not its process group: himl must stop what it started
+        code = server.wait(timeout=60)
+        assert code == {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGINT: 0, signal.SIGKILL: -signal.SIGKILL}[stop]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _gone(children[0]):
+            time.sleep(0.2)
+        assert _gone(children[0]), f"TensorBoard (pid {children[0]}) outlived himl tb"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
 
 
