@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     except HimlError as exc:
         if verbose:
             traceback.print_exc()
-        print(f"himl: error: {exc}", file=sys.stderr)
+        from himl_kernel.redact import mask_secrets
+
+        print(f"himl: error: {mask_secrets(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("himl: interrupted", file=sys.stderr)
