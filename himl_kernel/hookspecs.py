@@ -78,7 +78,12 @@ def himl_register_compute_backends(registry: Registry[ComputeBackend]) -> None:
             arguments) or an object with ``submit`` and ``render`` (see
             :class:`~himl_kernel.contracts.ComputeBackend`). Option
             ``script_flag="--azureml"`` makes ``submit_if_needed`` choose the
-            backend when that flag is on a script's command line.
+            backend when that flag is on a script's command line. Option
+            ``honours=("cluster", "num_nodes", ...)`` names the kernel's
+            shared options (:mod:`himl_kernel.shared_options`) the backend
+            reads from the JobSpec; a job that sets any other to a
+            non-default value is refused before submission. Without it the
+            backend is taken to honour them all.
 
     Returns:
         Nothing; every implementation is called.
