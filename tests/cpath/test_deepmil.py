@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -57,10 +56,13 @@ def test_splits_keep_the_class_balance_and_honour_a_split_column() -> None:
     splits = split_slides(slides, val_fraction=0.2, test_fraction=0.2, seed=0, fixed={"s00": "test"})
     ids = [[s.record.slide_id for s in splits.of(name)] for name in ("train", "val", "test")]
     assert sorted(i for part in ids for i in part) == sorted(s.record.slide_id for s in slides)
-    assert "s00" in ids[2]
+    assert ids[2] == ["s00"]  # a split the column fills takes no more slides by its fraction
+    labels = [s.label for s in splits.val]
+    assert labels.count(0) == labels.count(1) == 4
+    unfixed = split_slides(slides, val_fraction=0.2, test_fraction=0.2, seed=0)
     for name in ("val", "test"):
-        labels = [s.label for s in splits.of(name)]
-        assert labels.count(0) == labels.count(1) or name == "test"
+        labels = [s.label for s in unfixed.of(name)]
+        assert labels.count(0) == labels.count(1) == 4, name
     folds = [
         split_slides(slides, val_fraction=0.2, test_fraction=0.2, seed=0, crossval_count=4, crossval_index=i)
         for i in range(4)
@@ -155,16 +157,14 @@ def is_signal_tile(slide: SyntheticSlide, x: int, y: int, size: int = 224) -> bo
 def test_deepmil_on_forty_slides_finds_the_signal(mil_slides: MilSlides, tmp_path: Path) -> None:
     """The issue's check: attention pooling over a frozen (random) resnet18's cached features.
 
-    Test AUROC of at least 0.9 within ten minutes, and on every positive test
-    slide the tiles with the most attention are signal tiles.
+    Test AUROC of at least 0.9 within ten minutes (the subprocess timeout: a
+    slower run raises TimeoutExpired), and on every positive test slide the
+    tiles with the most attention are signal tiles.
     """
     env = {"HIML_HOME": str(tmp_path / "home"), "HIML_CACHE": str(tmp_path / "cache")}
     args = ["run", "--model", "DeepMIL", "--slides_csv", str(mil_slides.table), "--encoder", "resnet18"]
-    started = time.monotonic()
     result = run_himl(*args, "--pooling", "attention", "--max_epochs", "20", cwd=tmp_path, env=env, timeout=600)
-    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
-    assert elapsed < 600
     auroc = float(re.search(r"test/auroc=([0-9.]+)", result.stdout).group(1))  # type: ignore[union-attr]
     assert auroc >= 0.9, result.stdout[-2000:]
 

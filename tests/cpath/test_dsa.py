@@ -1,8 +1,14 @@
-"""``himl cpath dsa-upload`` against a local HTTP server that answers the Girder endpoints girder-client calls."""
+"""``himl cpath dsa-upload`` against a local HTTP server that answers the Girder endpoints girder-client calls.
+
+The server checks what a Digital Slide Archive checks: the API key, the token on
+every later request, and each annotation against the rectangle part of the
+large_image annotation schema (HTTP 400 for a document it would refuse).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,15 +32,70 @@ ITEMS = [
 ]
 
 
+#: Colours the annotation schema accepts: #RGB to #RRGGBB hex, rgb(r, g, b) and rgba(r, g, b, a).
+COLOUR = re.compile(r"^(#[0-9a-fA-F]{3,6}|rgb\(\d+,\s*\d+,\s*\d+\)|rgba\(\d+,\s*\d+,\s*\d+,\s*(\d?\.|)\d+\))$")
+ANNOTATION_KEYS = {"name", "description", "display", "attributes", "elements"}
+RECTANGLE_KEYS = {"type", "id", "user", "label", "lineColor", "lineWidth", "group"}
+RECTANGLE_KEYS |= {"center", "width", "height", "rotation", "normal", "fillColor"}
+LABEL_KEYS = {"value", "visibility", "fontSize", "color"}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def annotation_problem(document: Any) -> str | None:
+    """Why the annotation schema refuses ``document`` (only rectangles are accepted here), or None."""
+    if not isinstance(document, dict):
+        return "an annotation must be a JSON object"
+    unknown = sorted(set(document) - ANNOTATION_KEYS)
+    if unknown:
+        return f"annotation has unknown properties {unknown}"
+    if "name" in document and (not isinstance(document["name"], str) or not document["name"]):
+        return "annotation name must be a non-empty string"
+    elements = document.get("elements", [])
+    if not isinstance(elements, list):
+        return "annotation elements must be a list"
+    for index, element in enumerate(elements):
+        where = f"elements[{index}]"
+        if not isinstance(element, dict) or element.get("type") != "rectangle":
+            return f"{where}: only rectangle elements are accepted"
+        unknown = sorted(set(element) - RECTANGLE_KEYS)
+        if unknown:
+            return f"{where}: unknown properties {unknown}"
+        for key in ("center", "width", "height"):
+            if key not in element:
+                return f"{where}: {key} is required"
+        for key in ("center", "normal"):
+            if key in element:
+                point = element[key]
+                if not (isinstance(point, list) and len(point) == 3 and all(_number(v) for v in point)):
+                    return f"{where}: {key} must be three numbers"
+        for key in ("width", "height", "lineWidth"):
+            if key in element and not (_number(element[key]) and element[key] >= 0):
+                return f"{where}: {key} must be a number >= 0"
+        if "rotation" in element and not _number(element["rotation"]):
+            return f"{where}: rotation must be a number"
+        for key in ("fillColor", "lineColor"):
+            if key in element and not (isinstance(element[key], str) and COLOUR.match(element[key])):
+                return f"{where}: {key} {element[key]!r} is not a colour"
+        label = element.get("label", {"value": ""})
+        if not isinstance(label, dict) or not isinstance(label.get("value"), str) or set(label) - LABEL_KEYS:
+            return f"{where}: label must be an object with a string value"
+    return None
+
+
 @dataclass
 class FakeGirder:
-    """What the server received: (method, path, query, token, body) of every request."""
+    """What the server received (method, path, query, token, body of every request) and what it accepted."""
 
     url: str
     requests: list[dict[str, Any]] = field(default_factory=list)
+    #: The annotations the server accepted, by item id.
+    stored: dict[str, Any] = field(default_factory=dict)
 
     def annotations(self) -> dict[str, dict[str, Any]]:
-        return {r["query"]["itemId"]: r["body"] for r in self.requests if r["path"] == "/api/v1/annotation"}
+        return dict(self.stored)
 
 
 def _handler(state: FakeGirder) -> type[BaseHTTPRequestHandler]:
@@ -68,17 +129,27 @@ def _handler(state: FakeGirder) -> type[BaseHTTPRequestHandler]:
             return parsed.path, query, body
 
         def do_POST(self) -> None:
-            path, query, _ = self._record()
+            path, query, body = self._record()
             if path == "/api/v1/api_key/token":
                 if query.get("key") != API_KEY:
                     self._reply(401, {"message": "Invalid API key.", "type": "rest"})
                 else:
                     user = {"_id": "user-1", "login": "pathologist"}
                     self._reply(200, {"user": user, "authToken": {"token": TOKEN, "expires": "2099-01-01T00:00:00"}})
-            elif path == "/api/v1/annotation" and self.headers.get("Girder-Token") == TOKEN:
-                self._reply(200, {"_id": f"annotation-{query['itemId']}", "itemId": query["itemId"]})
-            else:
+            elif self.headers.get("Girder-Token") != TOKEN:
                 self._reply(401, {"message": "You must be logged in.", "type": "access"})
+            elif path == "/api/v1/annotation":
+                item = query.get("itemId")
+                problem = annotation_problem(body)
+                if item not in {i["_id"] for i in ITEMS}:
+                    self._reply(400, {"message": f"Invalid ObjectId: {item}", "type": "validation"})
+                elif problem is not None:
+                    self._reply(400, {"message": problem, "type": "validation"})
+                else:
+                    state.stored[item] = body
+                    self._reply(200, {"_id": f"annotation-{item}", "itemId": item})
+            else:
+                self._reply(404, {"message": f"no route {path}"})
 
         def do_GET(self) -> None:
             path, query, _ = self._record()
@@ -89,8 +160,13 @@ def _handler(state: FakeGirder) -> type[BaseHTTPRequestHandler]:
                 items = [i for i in ITEMS if i["folderId"] == query["folderId"]]
                 self._reply(200, items[offset : offset + limit])
             elif path == "/api/v1/resource/search":
-                assert json.loads(query["types"]) == ["item"]
-                self._reply(200, {"item": [i for i in ITEMS if query["q"] in i["name"]]})
+                if "q" not in query or "types" not in query:
+                    self._reply(400, {"message": "Parameters q and types are required.", "type": "rest"})
+                else:
+                    found = (
+                        [i for i in ITEMS if query["q"] in i["name"]] if "item" in json.loads(query["types"]) else []
+                    )
+                    self._reply(200, {"item": found})
             else:
                 self._reply(404, {"message": f"no route {path}"})
 
@@ -147,6 +223,54 @@ def test_dsa_upload_posts_one_attention_annotation_per_slide(girder: FakeGirder,
     # least attention is blue, most is red
     assert elements[0]["fillColor"] == "rgba(0,0,255,0.5)" and elements[1]["fillColor"] == "rgba(255,0,0,0.5)"
     assert annotations["item-b"]["elements"][0]["center"] == [1112, 2112, 0]
+
+
+GOOD_RECTANGLE = {"type": "rectangle", "center": [112, 112, 0], "width": 224, "height": 224, "rotation": 0}
+MALFORMED: list[tuple[str, Any, str]] = [
+    ("not-an-object", [GOOD_RECTANGLE], "an annotation must be a JSON object"),
+    ("empty-name", {"name": "", "elements": []}, "annotation name must be a non-empty string"),
+    ("unknown-property", {"name": "a", "colour": "red"}, "annotation has unknown properties ['colour']"),
+    ("elements-not-a-list", {"name": "a", "elements": GOOD_RECTANGLE}, "annotation elements must be a list"),
+    ("no-center", {"elements": [{k: v for k, v in GOOD_RECTANGLE.items() if k != "center"}]}, "center is required"),
+    ("two-coordinates", {"elements": [{**GOOD_RECTANGLE, "center": [1, 2]}]}, "elements[0]: center must be three"),
+    ("negative-width", {"elements": [{**GOOD_RECTANGLE, "width": -1}]}, "elements[0]: width must be a number >= 0"),
+    ("no-height", {"elements": [{k: v for k, v in GOOD_RECTANGLE.items() if k != "height"}]}, "height is required"),
+    ("bad-colour", {"elements": [{**GOOD_RECTANGLE, "fillColor": "reddish"}]}, "fillColor 'reddish' is not a colour"),
+    ("label-not-object", {"elements": [{**GOOD_RECTANGLE, "label": "0.5"}]}, "label must be an object"),
+    ("other-shape", {"elements": [{"type": "circle", "center": [0, 0, 0]}]}, "only rectangle elements"),
+]
+
+
+def test_the_server_refuses_a_wrong_key_a_wrong_token_and_malformed_annotations(girder: FakeGirder) -> None:
+    """The stand-in is strict where the DSA is: otherwise the upload tests would pass with wrong requests."""
+    import girder_client
+
+    client = girder_client.GirderClient(apiUrl=girder.url)
+    with pytest.raises(girder_client.HttpError) as wrong_key:
+        client.authenticate(apiKey="not-the-key")
+    assert wrong_key.value.status == 401
+    client.setToken("not-the-token")
+    with pytest.raises(girder_client.HttpError) as wrong_token:
+        client.post("annotation", parameters={"itemId": "item-a"}, json={"name": "a", "elements": [GOOD_RECTANGLE]})
+    assert wrong_token.value.status == 401
+    with pytest.raises(girder_client.HttpError) as listing:
+        client.get("item", parameters={"folderId": "folder-1"})
+    assert listing.value.status == 401
+
+    client.authenticate(apiKey=API_KEY)
+    accepted = client.post(
+        "annotation", parameters={"itemId": "item-a"}, json={"name": "a", "elements": [GOOD_RECTANGLE]}
+    )
+    assert accepted["_id"] == "annotation-item-a"
+    with pytest.raises(girder_client.HttpError) as unknown_item:
+        client.post("annotation", parameters={"itemId": "item-zz"}, json={"name": "a", "elements": []})
+    assert unknown_item.value.status == 400
+    for name, document, reason in MALFORMED:
+        with pytest.raises(girder_client.HttpError) as refused:
+            client.post("annotation", parameters={"itemId": "item-b"}, json=document)
+        assert refused.value.status == 400, name
+        assert reason in json.loads(refused.value.responseText)["message"], (name, refused.value.responseText)
+    assert girder.annotations() == {"item-a": {"name": "a", "elements": [GOOD_RECTANGLE]}}
 
 
 def test_dsa_upload_finds_items_within_a_folder(girder: FakeGirder, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from himl_cpath.montage import make_montage
+from himl_cpath.montage import CAPTION_HEIGHT, MARGIN, make_montage
 from himl_cpath.slide_table import load_slides
 from PIL import Image
 
@@ -24,13 +24,19 @@ def test_montage_of_twelve_slides_with_one_corrupt(slide_folder: SlideFolder, tm
     assert len(warnings) == 1, result.stderr
     assert warnings[0].startswith("himl: warning:") and "slide_11" in warnings[0]
     assert "montage of 11 slides" in result.stdout
+    # 11 slides in 4 columns and 3 rows of cells: each of the 11 cells shows pink tissue, the 12th is blank
+    cell = (800 - MARGIN) // 4 - MARGIN
     for name in ("montage.png", "montage.jpg"):
         with Image.open(out / name) as image:
-            assert image.width == 800
-            pixels = np.asarray(image.convert("RGB"))
-    # 4 x 3 cells of tissue: some pink must be on the canvas in every row of cells
-    pink = (pixels[..., 0] > 180) & (pixels[..., 1] < 175) & (pixels[..., 2] > 150)
-    assert pink.mean() > 0.05
+            assert image.width == 800 and image.height == MARGIN + 3 * (cell + CAPTION_HEIGHT + MARGIN), name
+            pixels = np.asarray(image.convert("RGB")).astype(int)
+        pink = (pixels[..., 0] > 180) & (pixels[..., 1] < 175) & (pixels[..., 2] > 150)
+        shares = []
+        for index in range(12):
+            left = MARGIN + (index % 4) * (cell + MARGIN)
+            top = MARGIN + (index // 4) * (cell + CAPTION_HEIGHT + MARGIN)
+            shares.append(float(pink[top : top + cell, left : left + cell].mean()))
+        assert min(shares[:11]) > 0.05 and shares[11] < 0.001, (name, shares)
 
 
 def test_montage_from_a_folder_with_include_and_exclude(slide_folder: SlideFolder, tmp_path: Path) -> None:
