@@ -14,6 +14,18 @@ Fields are declared like this; the description becomes the option's help::
         def run(self, run_info: RunInfo) -> None:
             ...
 
+A field's option must be free: a field named like an option of ``himl run``
+(``--model``, ``--config``, ``--experiment``...), one of the shared compute
+options (``--cluster``, ``--num_nodes``, ``--max_run_duration``...) or a
+plugin's option is refused, in one line, when the container is loaded for a
+run, because that option would never reach it. Where a hi-ml container had
+such a field (``num_nodes``, ``cluster``), the kernel's option is the one: it
+sizes the job, and code inside the job reads the result from the run (the
+process's rank and world size, ``run_info``), not from a field.
+
+Every run writes its resolved fields to ``outputs/config.yaml``; ``himl run
+--model NAME --config outputs/config.yaml`` runs the same configuration again.
+
 The Lightning layer (``himl_kernel.lightning``) builds its LightningContainer
 on this class.
 """

@@ -482,13 +482,10 @@ def config_text(instance: BaseModel) -> str:
 
 
 def write_config(instance: BaseModel, path: Path) -> Path:
-    """Write :func:`config_text` to ``path`` (through a temporary file, so a reader never sees half)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(config_text(instance), encoding="utf-8")
-    partial.replace(path)
-    return path
+    """Write :func:`config_text` to ``path``, atomically (a reader never sees half of it)."""
+    from himl_kernel.atomic import atomic_write_text
+
+    return atomic_write_text(Path(path), config_text(instance))
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------------

@@ -11,9 +11,19 @@ if TYPE_CHECKING:
     from himl_kernel.plugins import PluginHost
     from himl_kernel.runinfo import RunInfo
 
+#: The file in a run's outputs that holds its resolved configuration.
+CONFIG_FILE = "config.yaml"
+
 
 def run_container(host: PluginHost, container: Container, run_info: RunInfo) -> None:
-    """Run ``container`` as the current run, with its loggers attached."""
+    """Run ``container`` as the current run, with its loggers attached.
+
+    Its resolved fields go to ``outputs/config.yaml`` first, in the form
+    ``himl run --model NAME --config outputs/config.yaml`` reads back.
+    """
+    from himl_kernel.fields import write_config
+
+    write_config(container, run_info.output_folder / CONFIG_FILE)
     active = activate(run_info, host)
     try:
         params = flat_params(container.model_dump(mode="json"))

@@ -13,18 +13,35 @@ if TYPE_CHECKING:
     from himl_kernel.plugins import PluginHost
 
 
+_MODEL_HELP = "the model (container) to run; see `himl models`"
+_CONFIG_HELP = "YAML file of the model's fields (overridden by options); a run's outputs/config.yaml is one"
+
+
 def configure_run(parser: argparse.ArgumentParser, host: PluginHost) -> None:
-    parser.add_argument("--model", required=False, default="", help="the model (container) to run; see `himl models`")
-    parser.add_argument(
-        "--config", type=Path, default=None, help="YAML file of the model's fields (overridden by options)"
-    )
+    parser.add_argument("--model", required=False, default="", help=_MODEL_HELP)
+    parser.add_argument("--config", type=Path, default=None, help=_CONFIG_HELP)
     parser.set_defaults(extra_args=[])
     parser.epilog = "The model's own fields are options too: `himl run --model NAME --help` lists them."
 
 
+def taken_options(parser: argparse.ArgumentParser, host: PluginHost) -> dict[str, str]:
+    """Every option string ``himl run`` already gives a meaning, with who owns it.
+
+    ``parser`` holds the job options as :func:`add_job_options` built them; the
+    plugins' options are named by :attr:`PluginHost.option_owners`.
+    """
+    taken = {"--model": "himl run", "--config": "himl run", "--help": "himl run", "-h": "himl run"}
+    for action in parser._actions:
+        for option in action.option_strings:
+            taken[option] = "himl run"
+    for option, plugin in getattr(host, "option_owners", {}).items():
+        taken[option] = f"plugin {plugin}"
+    return taken
+
+
 def run_run(args: argparse.Namespace, host: PluginHost) -> int:
     from himl_kernel.errors import HimlError
-    from himl_kernel.fields import build_parser
+    from himl_kernel.fields import build_parser, check_option_clashes
     from himl_kernel.job import Entry
     from himl_kernel.runner import load_container, run_container
 
@@ -35,15 +52,17 @@ def run_run(args: argparse.Namespace, host: PluginHost) -> int:
     wants_help = any(a in ("-h", "--help") for a in field_args)
     if not args.model:
         if wants_help:
-            parser.print_help()
+            print(_run_help(host))
             return 0
         raise HimlError("himl run: --model is required; `himl models` lists the models")
     from himl_kernel import heap
 
     with heap.loading():  # the model's module imports its libraries (torch, Lightning...)
         cls = host.containers.get(args.model)
+    # a field named like an option of himl run or a plugin would never reach the model
+    check_option_clashes(cls, taken_options(parser, host), model_name=args.model)
     if wants_help:
-        print(f"usage: himl run --model {args.model} [options] [model fields]\n")
+        print(f"usage: himl run --model {args.model} [--config FILE] [options] [model fields]\n")
         parser.print_help()
         print()
         print(build_parser(cls, f"himl run --model {args.model}").format_help())
@@ -69,3 +88,19 @@ def run_run(args: argparse.Namespace, host: PluginHost) -> int:
         tags={"himl.model": args.model, **container.get_tags()},
     )
     return exit_code_of(submit_job(job, host, job_args.dry_run))
+
+
+def _run_help(host: PluginHost) -> str:
+    """``himl run --help``: the command's own options, then the job options."""
+    parser = HimlArgumentParser(
+        prog="himl run",
+        add_help=False,
+        usage="himl run --model NAME [--config FILE] [options] [model fields]",
+        epilog="The model's own fields are options too: `himl run --model NAME --help` lists them.",
+    )
+    own = parser.add_argument_group("the model")
+    own.add_argument("--model", metavar="NAME", help=_MODEL_HELP)
+    own.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
+    own.add_argument("-h", "--help", action="store_true", help="this help; with --model NAME, the model's fields too")
+    add_job_options(parser, host, "run")
+    return parser.format_help()
