@@ -28,6 +28,16 @@ without whatever else happens to be installed on the machine::
   message, and ``HIML_DISABLE_PLUGINS``.
 - :func:`host_with_entry_points` builds a host from fake (or real) entry
   points instead of the installed ones.
+- :func:`write_distribution` "installs" a plugin into a folder (its modules
+  and a ``.dist-info`` with its entry points) without pip: put the folder on
+  ``PYTHONPATH`` and the real ``himl`` command, in a subprocess, discovers it
+  as it would discover ``pip install himl-foo``.
+
+A plugin that raises anything on import, ``SystemExit`` included
+(``FakeEntryPoint("foo", error=SystemExit(3))``), or in any hook is reported
+broken by the host, never raised into your test; only ``KeyboardInterrupt``
+and the :class:`~himl_kernel.errors.HimlError` a run-time hook raises on
+purpose get through.
 
 Both helpers ignore ``HIML_DISABLE_PLUGINS`` and ``HIML_PLUGIN_AUTOLOAD`` in
 the environment, so a variable left set in your shell cannot change what a
@@ -42,13 +52,23 @@ your hooks.
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from himl_kernel.plugins import ENTRY_POINT_GROUP, EntryPointLike, PluginHost, build_host
 
-__all__ = ["FakeDistribution", "FakeEntryPoint", "fresh_host", "host_with_entry_points", "plugin_name_of"]
+__all__ = [
+    "FakeDistribution",
+    "FakeEntryPoint",
+    "fresh_host",
+    "host_with_entry_points",
+    "plugin_name_of",
+    "write_distribution",
+]
 
 #: An empty environment: the helpers never read the HIML_* variables.
 _NO_ENVIRONMENT: Mapping[str, str] = {}
@@ -212,3 +232,47 @@ def host_with_entry_points(
         trace=trace,
         environ=_NO_ENVIRONMENT,
     )
+
+
+def write_distribution(
+    folder: Path,
+    name: str,
+    version: str,
+    entry_points: Mapping[str, str],
+    files: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a plugin distribution into ``folder`` as an installer would, without building or installing it.
+
+    Args:
+        folder: a folder you will put on ``sys.path`` / ``PYTHONPATH``.
+        name: the distribution's name (``himl-foo``).
+        version: its version.
+        entry_points: plugin name -> module (or ``module:object``), the
+            ``[project.entry-points.himl]`` table.
+        files: relative path -> source text of the plugin's modules
+            (dedented), e.g. ``{"himl_foo/__init__.py": "", "himl_foo/plugin.py": "..."}``.
+
+    Returns:
+        The ``.dist-info`` folder written.
+
+    Raises:
+        ValueError: ``name`` or ``version`` could not be a distribution's, or
+            a file path leaves ``folder``.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?", name):
+        raise ValueError(f"write_distribution: {name!r} is not a distribution name")
+    if not re.fullmatch(r"[A-Za-z0-9.+!_-]+", version):
+        raise ValueError(f"write_distribution: {version!r} is not a version")
+    root = folder.resolve()
+    for relative, text in (files or {}).items():
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):
+            raise ValueError(f"write_distribution: {relative!r} is outside {str(folder)!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    info = root / f"{re.sub(r'[-_.]+', '_', name)}-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8")
+    table = "".join(f"{plugin} = {target}\n" for plugin, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{table}", encoding="utf-8")
+    return info

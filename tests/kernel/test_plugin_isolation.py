@@ -453,3 +453,53 @@ def test_a_named_registry_of_a_broken_plugin_is_gone_with_it(capsys: pytest.Capt
     assert "plugin 'ssl' (registered in code) is broken: himl_register_loggers raised RuntimeError" in str(
         excinfo.value
     )
+
+
+# --- the testing kit's distribution writer ------------------------------------------------
+
+
+def test_write_distribution_is_found_by_real_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from himl_kernel.plugins import build_host
+    from himl_kernel.testing import write_distribution
+
+    source = """
+        from himl_kernel import hookimpl
+
+        @hookimpl
+        def himl_register_loggers(registry):
+            registry.add("written", "himl_written_probe.plugin:nothing", "from a written distribution")
+        """
+    write_distribution(
+        tmp_path,
+        "himl-written-probe",
+        "3.2",
+        {"written": "himl_written_probe.plugin"},
+        {"himl_written_probe/__init__.py": "", "himl_written_probe/plugin.py": source},
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    host = build_host(environ={})
+
+    info = host.plugin("written")
+    assert info is not None and (info.status, info.distribution, info.version) == ("ok", "himl-written-probe", "3.2")
+    assert host.loggers.entry("written").plugin == "written"
+    for module in ("himl_written_probe.plugin", "himl_written_probe"):
+        sys.modules.pop(module, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "files", "message"),
+    [
+        ("himl foo", "1", {}, "'himl foo' is not a distribution name"),
+        ("himl-foo", "1 0", {}, "'1 0' is not a version"),
+        ("himl-foo", "1", {"../outside.py": ""}, "'../outside.py' is outside"),
+    ],
+)
+def test_write_distribution_refuses_what_no_installer_would_write(
+    tmp_path: Path, name: str, version: str, files: dict[str, str], message: str
+) -> None:
+    from himl_kernel.testing import write_distribution
+
+    with pytest.raises(ValueError, match=message):
+        write_distribution(tmp_path / "site", name, version, {"foo": "himl_foo"}, files)
+    assert not (tmp_path / "outside.py").exists()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from himl_kernel.testing import write_distribution
 from tests.conftest import run_himl
 
 #: hook -> the plugin that raises in it.
@@ -95,11 +96,7 @@ def twin_models(letter: str) -> str:
 
 
 def install(site: Path, module: str, dist: str, version: str, plugin: str, source: str) -> None:
-    (site / f"{module}.py").write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
-    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
-    (info / "entry_points.txt").write_text(f"[himl]\n{plugin} = {module}\n", encoding="utf-8")
+    write_distribution(site, dist, version, {plugin: module}, {f"{module}.py": source})
 
 
 @pytest.fixture(scope="module")
