@@ -40,6 +40,8 @@ module may change without notice):
 - ``himl_kernel.recovery``: recovery checkpoints, is_resume
 - ``himl_kernel.atomic``: atomic_write and its helpers
 - ``himl_kernel.cli.main``: main(argv), the ``himl`` command as a function
+- ``himl_kernel.lightning``: the Lightning layer's names (extra ``himl[lightning]``)
+- ``himl_kernel.lightning.container``: LightningContainer and its groups of fields
 """
 
 from __future__ import annotations

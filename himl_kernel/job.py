@@ -8,6 +8,7 @@ backends that have no richer rendering of their own.
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -20,6 +21,18 @@ from himl_kernel.snapshot import Snapshot
 from himl_kernel.sweep import Sweep
 
 EntryKind = Literal["script", "module", "container"]
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``2h`` or ``1d``."""
+    match = _DURATION.match(text)
+    if not match:
+        raise HimlError(f"--max-run-duration: {text!r} is not a duration; expected e.g. 90s, 30m, 2h or 1d")
+    value, unit = float(match.group(1)), match.group(2) or "s"
+    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
 
 @dataclass

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from himl_kernel.errors import HimlError
+from himl_kernel.job import parse_duration
 
 if TYPE_CHECKING:
     from himl_kernel.datasets import DatasetConfig
     from himl_kernel.job import Entry, JobSpec, Submission
     from himl_kernel.plugins import PluginHost
     from himl_kernel.sweep import Sweep
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``30m``, ``2h`` or ``1d``."""
-    match = _DURATION.match(text)
-    if not match:
-        raise HimlError(f"--max-run-duration: {text!r} is not a duration; expected e.g. 90s, 30m, 2h or 1d")
-    value, unit = float(match.group(1)), match.group(2) or "s"
-    return value * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit]
 
 
 def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:

@@ -77,7 +77,7 @@ def _as_info(info: RunInfo) -> AzureRunInfo:
 def _duration(text: str) -> float | None:
     if not text:
         return None
-    from himl_kernel.cli.job_options import parse_duration
+    from himl_kernel.job import parse_duration
 
     return parse_duration(text)
 
