@@ -87,7 +87,7 @@ def prepare(db: Path, artifact_root: Path) -> None:
     """Make ``db`` a complete store at the installed MLflow's schema revision, or raise a one-line error."""
     folder = db.parent
     make_private_folder(folder, "the run store's folder")
-    head = str(_mlflow_db()._get_latest_schema_revision())
+    head = head_revision()
     if read_state(db).revision == head:  # the usual case: nothing to do, no lock to wait for
         return
     with _locked(db):
@@ -106,7 +106,7 @@ def prepare(db: Path, artifact_root: Path) -> None:
                 os.replace(db, aside)
                 print(f"himl: the run store {db} was half-made; moved it to {aside} and made it again", file=sys.stderr)
             _create_aside(db, artifact_root, head)
-        elif _is_known(state.revision):
+        elif is_known_revision(state.revision):
             _upgrade_aside(db, state.revision, head)
         else:
             raise HimlError(_newer_store_message(db, state.revision))
@@ -196,7 +196,12 @@ def _copy_database(source: Path, target: Path) -> None:
     _fsync(target)
 
 
-def _is_known(revision: str) -> bool:
+def head_revision() -> str:
+    """The schema revision the installed MLflow writes."""
+    return str(_mlflow_db()._get_latest_schema_revision())
+
+
+def is_known_revision(revision: str) -> bool:
     """Whether the installed MLflow's migrations include ``revision`` (then it is older than theirs)."""
     from alembic.script import ScriptDirectory
 

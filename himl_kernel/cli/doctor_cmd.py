@@ -1,63 +1,33 @@
 """``himl doctor``: what is installed and configured, and the command that fixes each gap.
 
-Optional packages are located with import-system finders only, so the check
-never imports torch, an Azure SDK or MLflow; the run store is described from
-its settings, without opening it. Plugins add their own rows through the
-``himl_doctor`` hook. The exit code is 1 when a row is a problem, else 0.
+The kernel's packages are read from its distribution's metadata (requirement
+strings parsed with ``packaging``), so the check imports none of them; each
+plugin reports its own through the ``himl_doctor`` hook, so the kernel names
+no plugin's packages. The run store is opened for real: its schema revision
+against the installed MLflow's, a store written by a newer MLflow, a server
+that does not answer. A local store not made yet is not created, and one the
+next command would upgrade is only described. The exit code is 1 when a row is
+a problem, else 0.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import re
 import sys
-from dataclasses import dataclass
-from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 from himl_kernel.doctor import DoctorReport
+from himl_kernel.redact import mask_secrets
 
 if TYPE_CHECKING:
     from himl_kernel.plugins import PluginHost, PluginInfo
+    from himl_kernel.runstore import RunStore
 
 MIN_PYTHON = (3, 10)
-_DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")  # PEP 508 names
 
-
-@dataclass(frozen=True)
-class OptionalPackage:
-    """A package some commands need, and how to get it.
-
-    ``extras`` are the himl extras that should install it, most specific
-    first; the first one the installed himl declares is suggested. When none
-    is declared, an extra whose requirements name the distribution is used,
-    and failing that a plain ``pip install`` of the distribution.
-    """
-
-    distribution: str
-    module: str
-    needed_for: str
-    extras: tuple[str, ...] = ()
-
-
-OPTIONAL_PACKAGES: tuple[OptionalPackage, ...] = (
-    OptionalPackage("torch", "torch", "Lightning models and PyTorch trainers", ("lightning",)),
-    OptionalPackage("lightning", "lightning", "the Lightning layer (himl_kernel.lightning)", ("lightning",)),
-    OptionalPackage("tensorboard", "tensorboard", "the TensorBoard logger", ("lightning",)),
-    OptionalPackage("azure-ai-ml", "azure.ai.ml", "AzureML jobs through SDK v2", ("azure", "azure-v2")),
-    OptionalPackage("azureml-core", "azureml.core", "AzureML SDK v1 workspaces and HyperDrive", ("azure-v1",)),
-    OptionalPackage("openslide-python", "openslide", "reading whole-slide images (pathology)", ("cpath",)),
-)
-
-#: Packages the kernel itself depends on: absent means a broken install.
-REQUIRED_PACKAGES: tuple[OptionalPackage, ...] = (
-    OptionalPackage("mlflow", "mlflow", "the run store (himl runs, metrics, artifacts)"),
-)
 
 _PLUGIN_FAMILIES = (
     "compute_backends",
@@ -150,9 +120,20 @@ def check_plugins(report: DoctorReport, host: PluginHost) -> None:
 def _plugin_fix(info: PluginInfo, disabled_now: set[str]) -> str:
     skip = f"{','.join(sorted(disabled_now | {info.name}))}"
     # Plugins registered in code have a placeholder instead of a distribution name: nothing to reinstall.
-    if not _DISTRIBUTION_NAME.fullmatch(info.distribution):
+    if not _is_distribution_name(info.distribution):
         return f"skip it: HIML_DISABLE_PLUGINS={skip}"
     return f"pip install --force-reinstall {info.distribution}, or skip it: HIML_DISABLE_PLUGINS={skip}"
+
+
+def _is_distribution_name(text: str) -> bool:
+    """Whether ``text`` is a bare distribution name (what ``pip install`` takes), as packaging reads it."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        return False
+    return requirement.name == text and not (requirement.extras or requirement.specifier or requirement.url)
 
 
 def _names_in(value: str) -> set[str]:
@@ -162,146 +143,21 @@ def _names_in(value: str) -> set[str]:
 # -- packages ----------------------------------------------------------------------
 
 
-def find_module(dotted: str) -> ModuleSpec | None:
-    """Where ``dotted`` would be imported from, found without importing it.
+def check_packages(report: DoctorReport, distribution: str = "himl") -> None:
+    """The kernel's own requirements and extras, read from its installed metadata (nothing is imported).
 
-    ``importlib.util.find_spec("a.b")`` imports ``a`` first; here each level
-    is looked up in its parent's search path through the import system's
-    finders, so neither the module nor its parents are imported.
+    Plugins report their packages themselves, through ``himl_doctor`` and
+    :meth:`~himl_kernel.doctor.DoctorReport.requirements_of`; the kernel's
+    extras that install a plugin show here as that plugin's distribution.
     """
-    parts = dotted.split(".")
-    try:
-        spec = importlib.util.find_spec(parts[0])
-    except (ImportError, ValueError):
-        return None
-    for depth in range(2, len(parts) + 1):
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        spec = _find_in(".".join(parts[:depth]), list(spec.submodule_search_locations))
-    return spec
+    from himl_kernel.distribution import inspect_kernel
 
-
-def _find_in(name: str, search_path: list[str]) -> ModuleSpec | None:
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        return getattr(loaded, "__spec__", None)
-    for finder in sys.meta_path:
-        find_spec = getattr(finder, "find_spec", None)
-        if find_spec is None:
-            continue
-        try:
-            spec = find_spec(name, search_path)
-        except KeyError:  # a namespace package (``azure.ai``) asks for its parent, which is not imported
-            return _namespace_spec(name, search_path)
-        except (ImportError, ValueError):
-            continue
-        if spec is not None:
-            return spec  # type: ignore[no-any-return]
-    return None
-
-
-def _namespace_spec(name: str, search_path: list[str]) -> ModuleSpec | None:
-    """The spec of namespace package ``name``: its folders in ``search_path``, found without importing."""
-    last = name.rpartition(".")[2]
-    folders = [str(Path(p) / last) for p in search_path if (Path(p) / last).is_dir()]
-    if not folders:
-        return None
-    spec = ModuleSpec(name, None, is_package=True)
-    spec.submodule_search_locations = folders
-    return spec
-
-
-def _version_of(distribution: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return "version unknown"
-
-
-def _himl_extras() -> tuple[set[str], dict[str, list[str]]]:
-    """The extras the installed himl declares, and the distributions each requires."""
-    from importlib.metadata import PackageNotFoundError, metadata, requires
-
-    try:
-        declared = set(metadata("himl").get_all("Provides-Extra") or [])
-        requirements = requires("himl") or []
-    except PackageNotFoundError:
-        return set(), {}
-    by_distribution: dict[str, list[str]] = {}
-    for requirement in requirements:
-        name = re.match(r"\s*([A-Za-z0-9._-]+)", requirement)
-        extra = re.search(r"""extra\s*==\s*['"]([^'"]+)['"]""", requirement)
-        if name and extra:
-            by_distribution.setdefault(_normalise(name.group(1)), []).append(extra.group(1))
-    return declared, by_distribution
-
-
-def _normalise(distribution: str) -> str:
-    return re.sub(r"[-_.]+", "-", distribution).lower()
-
-
-def install_command(package: OptionalPackage, declared: set[str], by_distribution: dict[str, list[str]]) -> str:
-    """The pip command that installs ``package``: through a himl extra where one provides it."""
-    for extra in package.extras:
-        if extra in declared:
-            return f"pip install 'himl[{extra}]'"
-    via = [e for e in by_distribution.get(_normalise(package.distribution), []) if e not in ("all", "test")]
-    if via:
-        return f"pip install 'himl[{via[0]}]'"
-    return f"pip install {package.distribution}"
-
-
-def check_packages(
-    report: DoctorReport,
-    optional: tuple[OptionalPackage, ...] = OPTIONAL_PACKAGES,
-    required: tuple[OptionalPackage, ...] = REQUIRED_PACKAGES,
-) -> None:
-    declared, by_distribution = _himl_extras()
-    for package in required:
-        spec = find_module(package.module)
-        if spec is None:
-            report.problem(
-                package.distribution,
-                f"not installed; himl needs it for {package.needed_for}",
-                f"pip install --force-reinstall himl (or pip install {package.distribution})",
-            )
-        else:
-            report.ok(package.distribution, _found(package, spec))
-    for package in optional:
-        spec = find_module(package.module)
-        if spec is None:
-            report.missing(
-                package.distribution,
-                f"not installed (optional: {package.needed_for})",
-                install_command(package, declared, by_distribution),
-            )
-        else:
-            report.ok(package.distribution, _found(package, spec))
-
-
-def _found(package: OptionalPackage, spec: ModuleSpec) -> str:
-    if spec.origin and spec.origin not in ("namespace", "built-in", "frozen"):
-        location = str(Path(spec.origin).parent)
-    else:
-        location = next(iter(spec.submodule_search_locations or []), "?")
-    return f"{_version_of(package.distribution)} ({location})"
+    if distribution == "himl" and not inspect_kernel().is_ours:
+        return  # the himl row says what is wrong; another project's requirements say nothing about this one
+    report.requirements_of(distribution)
 
 
 # -- run store ---------------------------------------------------------------------
-
-
-def redact(uri: str) -> str:
-    """``uri`` with any password replaced by ``***``."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _writable_folder(folder: Path) -> tuple[bool, str]:
@@ -321,16 +177,17 @@ def _writable_folder(folder: Path) -> tuple[bool, str]:
 
 
 def check_run_store(report: DoctorReport) -> None:
+    """Where runs go, and the store itself, opened for real (a store not made yet is not created)."""
     from himl_kernel.runstore import ENV_HOME, RunStore
 
-    store = RunStore()  # settings only: MLflow is not imported until the store is used
+    store = RunStore()
     env_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     if env_uri:
-        report.ok("MLFLOW_TRACKING_URI", redact(env_uri))
+        report.ok("MLFLOW_TRACKING_URI", mask_secrets(env_uri))
     if store.is_default_store:
         report.ok("run store", f"{store.tracking_uri} (SQLite under {ENV_HOME}; `mlflow ui` shows it)")
     else:
-        report.ok("run store", f"{redact(store.tracking_uri)} (from MLFLOW_TRACKING_URI)")
+        report.ok("run store", f"{store.display_uri} (from MLFLOW_TRACKING_URI)")
         local = _local_store_folder(store.tracking_uri)
         if local is not None:
             usable, detail = _writable_folder(local)
@@ -344,12 +201,63 @@ def check_run_store(report: DoctorReport) -> None:
         report.ok(ENV_HOME, detail)
     else:
         report.problem(ENV_HOME, detail, f"set {ENV_HOME} to a writable folder")
+    check_store_contents(report, store)
+
+
+def check_store_contents(report: DoctorReport, store: RunStore) -> None:
+    """The ``run store schema`` row: the store opened, its schema against the installed MLflow's, its size.
+
+    A local SQLite store is read first with the standard library: one not
+    made yet stays unmade, and one that the next command would upgrade is
+    described, not upgraded. A server is asked whether it answers.
+    """
+    from importlib import metadata
+
+    from himl_kernel.errors import HimlError
+    from himl_kernel.storefile import head_revision, is_known_revision, read_state, sqlite_path_of
+
+    topic = "run store schema"
+    mlflow_version = metadata.version("mlflow")
+    db = sqlite_path_of(store.tracking_uri)
+    try:
+        if db is not None:
+            state = read_state(db)
+            if not state.exists:
+                report.ok(topic, f"not made yet; made on first use by MLflow {mlflow_version}")
+                return
+            revision, head = state.revision, head_revision()
+            if revision is not None and revision != head:
+                if not is_known_revision(revision):
+                    _ = store.client  # raises the one-line error that says which MLflow wrote it
+                report.ok(
+                    topic,
+                    f"revision {revision}, older than MLflow {mlflow_version}'s {head}: the next himl command "
+                    f"upgrades it, keeping a copy beside it ({state.runs} runs)",
+                )
+                return
+            if revision is None:
+                _ = store.client  # a half-made store without runs is made again, one with runs refused
+        experiments = store.client.search_experiments(max_results=1000)
+    except HimlError as exc:
+        report.problem(topic, str(exc), "see the message; `himl --verbose doctor` shows the traceback")
+        return
+    except Exception as exc:  # what the store or its server answered
+        report.problem(topic, f"cannot open {store.display_uri}: {mask_secrets(str(exc))}", "check MLFLOW_TRACKING_URI")
+        return
+    if db is not None:
+        state = read_state(db)
+        counts = f"{len(experiments)} experiment(s), {state.runs} run(s)"
+        report.ok(topic, f"revision {state.revision} (MLflow {mlflow_version}): {counts}")
+    else:
+        report.ok(topic, f"answers (MLflow {mlflow_version} client): {len(experiments)} experiment(s) visible")
 
 
 def _local_store_folder(uri: str) -> Path | None:
     """The folder that holds a local tracking store (an SQLite file or a file store), else None."""
     from himl_kernel.runstore import local_path_of
+    from himl_kernel.storefile import sqlite_path_of
 
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///") :]).parent
+    db = sqlite_path_of(uri)
+    if db is not None:
+        return db.parent
     return local_path_of(uri)

@@ -91,4 +91,9 @@ def test_doctor_reports_the_workspace_and_the_credentials(tmp_path: Path, monkey
     report = DoctorReport()
     himl_azure_v2.plugin.himl_doctor(report)
     rows = {row.topic: row.status for row in report.rows}
-    assert rows == {"azureml workspace": "missing", "azure credentials": "ok"}
+    packages = {topic: status for topic, status in rows.items() if topic.startswith("azureml: ")}
+    assert packages["azureml: azure-ai-ml"] == "ok" and set(packages.values()) == {"ok"}  # its own requirements
+    assert {k: v for k, v in rows.items() if k not in packages} == {
+        "azureml workspace": "missing",
+        "azure credentials": "ok",
+    }

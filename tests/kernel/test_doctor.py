@@ -14,7 +14,7 @@ import pytest
 
 from himl_kernel import hookimpl
 from himl_kernel.cli import doctor_cmd
-from himl_kernel.cli.doctor_cmd import OptionalPackage, check_packages, check_python, run_doctor
+from himl_kernel.cli.doctor_cmd import check_python, run_doctor
 from himl_kernel.cli.main import main
 from himl_kernel.doctor import DoctorReport
 from himl_kernel.plugins import build_host
@@ -79,7 +79,8 @@ def test_a_healthy_install_exits_0_even_with_optional_pieces_missing(
     out = capsys.readouterr().out
     assert code == 0
     topics = {line.split()[1] for line in out.splitlines() if line.split()[:1] in (["ok"], ["missing"])}
-    assert {"python", "himl", "mlflow", "torch", "lightning", "azure-ai-ml", "run", "HIML_HOME"} <= topics
+    assert {"python", "himl", "mlflow", "pydantic", "torch", "lightning", "run", "HIML_HOME"} <= topics
+    assert "azureml: azure-ai-ml" in out and "cpath: openslide-python" in out  # each plugin's own rows
     assert f"sqlite:///{private_home / 'mlflow.db'}" in out
     assert "(created on first use)" in out
     assert not private_home.exists()  # describing the store does not create it
@@ -201,48 +202,81 @@ def test_python_older_than_3_10_is_a_problem() -> None:
     assert report.rows[1].status == "ok"
 
 
-def test_missing_packages_point_to_a_himl_extra_or_to_pip() -> None:
-    report = DoctorReport()
-    check_packages(
-        report,
-        optional=(
-            OptionalPackage("no-such-trainer", "himl_no_such_module.trainer", "testing", ("lightning",)),
-            OptionalPackage("torch-twin", "himl_no_such_torch", "testing", ("no-such-extra",)),
-            OptionalPackage("no-such-sdk", "himl_no_such_sdk", "testing", ("no-such-extra",)),
-            OptionalPackage("json-alias", "json.decoder", "testing"),
-        ),
-        required=(OptionalPackage("no-such-core", "himl_no_such_core", "the kernel"),),
+@pytest.fixture
+def fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An installed distribution ``himl-fake-plugin`` whose metadata declares the requirements below."""
+    info = tmp_path / "site" / "himl_fake_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: himl-fake-plugin\nVersion: 1.0\n"
+        "Provides-Extra: fast\nProvides-Extra: test\n"
+        "Requires-Dist: pluggy>=1.5\n"
+        "Requires-Dist: PyYAML<1\n"
+        "Requires-Dist: himl-no-such-package>=2\n"
+        "Requires-Dist: himl-no-such-optional; extra == 'fast'\n"
+        'Requires-Dist: himl-no-such-test-tool; extra == "test"\n'
+        "Requires-Dist: himl-never-here; python_version < '3'\n"
+        "Requires-Dist: Pluggy [extra] >= 1.0 ; python_version >= '3'\n"
     )
+    monkeypatch.syspath_prepend(str(info.parent))
+    return "himl-fake-plugin"
+
+
+def test_requirements_are_read_from_metadata_and_each_becomes_a_row(fake_distribution: str) -> None:
+    report = DoctorReport()
+    assert report.requirements_of(fake_distribution, label="fake")
     rows = {row.topic: row for row in report.rows}
-    assert rows["no-such-core"].status == "problem"
-    assert rows["no-such-trainer"].status == "missing"
-    assert rows["no-such-trainer"].fix == "pip install 'himl[lightning]'"
-    assert rows["no-such-sdk"].fix == "pip install no-such-sdk"
-    assert rows["json-alias"].status == "ok"
+    assert list(rows) == ["fake: pluggy", "fake: PyYAML", "fake: himl-no-such-package", "fake: himl-no-such-optional"]
+    assert rows["fake: pluggy"].status == "ok" and "himl-fake-plugin needs >=1.5" in rows["fake: pluggy"].detail
+    assert rows["fake: PyYAML"].status == "problem" and "himl-fake-plugin needs <1" in rows["fake: PyYAML"].detail
+    assert rows["fake: PyYAML"].fix == "pip install 'PyYAML<1'"
+    missing = rows["fake: himl-no-such-package"]
+    assert (missing.status, missing.fix) == ("problem", "pip install 'himl-no-such-package>=2'")
+    optional = rows["fake: himl-no-such-optional"]
+    assert (optional.status, optional.fix) == ("missing", "pip install 'himl-fake-plugin[fast]'")
     assert report.exit_code == 1
 
 
-def test_an_extra_that_requires_the_distribution_is_suggested() -> None:
-    declared = {"lightning", "all", "test"}
-    by_distribution = {"torch": ["all", "lightning", "test"]}
-    package = OptionalPackage("torch", "torch", "training")
-    assert doctor_cmd.install_command(package, declared, by_distribution) == "pip install 'himl[lightning]'"
+def test_requirements_of_a_distribution_that_is_not_installed_add_nothing() -> None:
+    report = DoctorReport()
+    assert report.requirements_of("himl-no-such-distribution") is False
+    assert report.rows == []
 
 
-def test_finding_packages_imports_none_of_them() -> None:
+def test_the_kernel_doctor_names_no_plugins_packages() -> None:
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    import himl_kernel.doctor
+
+    source = Path(doctor_cmd.__file__).read_text() + Path(himl_kernel.doctor.__file__).read_text()
+    for plugin in ("himl-cpath", "himl-azure-v2"):
+        names = {Requirement(line).name for line in metadata.requires(plugin) or []} - {"himl", "mlflow"}
+        assert names, plugin
+        assert not {name for name in names if name in source}, plugin
+
+
+def test_without_plugins_no_plugin_package_is_reported() -> None:
+    host = build_host(autoload=False, environ={})
+    _, rows = _rows(host)
+    # the kernel's extras may name a plugin's distribution (himl[cpath] is himl-cpath); never the plugin's packages
+    assert not {"azure-ai-ml", "openslide-python", "timm", "cpath: timm", "azureml: azure-ai-ml"} & set(rows)
+    assert rows["himl-cpath"]["detail"].endswith("(himl needs <0.2,>=0.1)")
+    assert rows["mlflow"]["status"] == "ok" and "himl needs" in rows["mlflow"]["detail"]
+
+
+def test_doctor_imports_none_of_the_packages_it_checks() -> None:
     code = (
         "import sys\n"
         "from himl_kernel.cli.main import main\n"
-        "from himl_kernel.cli.doctor_cmd import find_module\n"
-        "assert find_module('mlflow.tracking') is not None\n"
-        "assert find_module('mlflow.no_such_module') is None\n"
         "main(['doctor'])\n"
         "heavy = ('torch', 'mlflow', 'lightning', 'tensorboard', 'azure', 'azureml', 'openslide', 'sqlalchemy')\n"
         "print('IMPORTED', sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "IMPORTED []" in result.stdout
+    assert "IMPORTED []" in result.stdout  # the store is not made yet: nothing to open
 
 
 def test_an_unwritable_himl_home_is_a_problem(
@@ -261,9 +295,82 @@ def test_an_unwritable_himl_home_is_a_problem(
 def test_a_tracking_uri_from_the_environment_is_shown_without_its_password(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://alice:s3cret@mlflow.example.org:5000/api")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://alice:s3cret@mlflow.invalid:5000/api")
     code = main(["doctor"])
     out = capsys.readouterr().out
-    assert code == 0
-    assert "https://alice:***@mlflow.example.org:5000/api" in out and "s3cret" not in out
+    assert code == 1  # the store is opened for real, and this server cannot be reached
+    assert "https://alice:***@mlflow.invalid:5000/api" in out and "s3cret" not in out
     assert any(line.split()[:2] == ["ok", "MLFLOW_TRACKING_URI"] for line in out.splitlines())
+    assert any(line.split()[:4] == ["problem", "run", "store", "schema"] for line in out.splitlines())
+
+
+# -- the run store, opened -------------------------------------------------------------
+
+
+def _store_row(capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, str]]:
+    code = main(["doctor", "--json"])
+    rows = {row["topic"]: row for row in json.loads(capsys.readouterr().out)["checks"]}
+    return code, rows["run store schema"]
+
+
+def test_doctor_opens_the_store_and_reports_its_schema_and_size(
+    private_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from himl_kernel.runstore import RunStore
+    from himl_kernel.storefile import head_revision
+
+    RunStore().create_run("doctor", "one")
+    code, row = _store_row(capsys)
+    assert code == 0 and row["status"] == "ok"
+    assert row["detail"].startswith(f"revision {head_revision()} (MLflow ")
+    assert row["detail"].endswith("2 experiment(s), 1 run(s)")  # MLflow's Default and ours
+
+
+def test_doctor_reports_a_store_written_by_a_newer_mlflow_as_a_problem(
+    private_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from himl_kernel.runstore import RunStore
+
+    RunStore().create_run("doctor", "one")
+    db = private_home / "mlflow.db"
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE alembic_version SET version_num = 'f00dfeedbeef'")
+    code, row = _store_row(capsys)
+    assert code == 1 and row["status"] == "problem"
+    assert "schema revision f00dfeedbeef" in row["detail"] and "does not know" in row["detail"]
+
+
+def test_doctor_describes_an_older_store_without_upgrading_it(
+    private_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alembic import command
+    from mlflow.store.db.utils import _get_alembic_config
+
+    from himl_kernel.runstore import RunStore
+
+    RunStore().create_run("doctor", "one")
+    db = private_home / "mlflow.db"
+    command.downgrade(_get_alembic_config(f"sqlite:///{db}"), "-1")
+    before = db.read_bytes()
+    code, row = _store_row(capsys)
+    assert code == 0 and row["status"] == "ok"
+    assert "the next himl command upgrades it, keeping a copy beside it (1 runs)" in row["detail"]
+    assert db.read_bytes() == before and not list(private_home.glob("mlflow.db.backup-*"))
+
+
+def test_doctor_reports_a_tracking_server_that_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    code, row = _store_row(capsys)
+    assert time.monotonic() - started < 15
+    assert code == 1 and row["status"] == "problem" and "cannot be reached" in row["detail"]

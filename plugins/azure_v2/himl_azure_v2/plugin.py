@@ -135,10 +135,13 @@ def himl_configure_job(job: JobSpec, options: argparse.Namespace) -> None:
 
 @hookimpl
 def himl_doctor(report: DoctorReport) -> None:
-    try:  # the kernel reports the SDK itself; read its metadata only, so that nothing of Azure is imported
+    # What this plugin's metadata requires (azure-ai-ml, azure-identity...), each a row, from metadata only:
+    # nothing of Azure is imported to find out.
+    report.requirements_of("himl-azure-v2", label="azureml")
+    try:
         importlib.metadata.version("azure-ai-ml")
     except importlib.metadata.PackageNotFoundError:
-        return
+        return  # reported just above; the workspace checks below need the SDK
     from himl_azure_v2.config import find_workspace_config
     from himl_azure_v2.credentials import credential_kind
     from himl_kernel.errors import HimlError
