@@ -297,6 +297,7 @@ def test_a_metric_missing_in_one_child_leaves_an_empty_cell_and_no_std() -> None
 # -- a reader that stops early --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_output_into_a_pipe_closed_early_ends_quietly(tmp_path: Path) -> None:
     import subprocess
 

@@ -59,6 +59,7 @@ def _one_error(done: subprocess.CompletedProcess[str]) -> str:
 # -- kills and concurrency -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_of_the_first_use_leaves_a_usable_store(tmp_path: Path) -> None:
     home = tmp_path / "home"
     db = home / "mlflow.db"
@@ -94,6 +95,7 @@ def test_sigkill_at_any_moment_of_the_first_use_leaves_a_usable_store(tmp_path: 
     assert not list(home.glob("mlflow.db.creating-*"))  # the next first use cleared what the killed ones left
 
 
+@pytest.mark.slow
 def test_three_concurrent_first_uses_all_succeed(tmp_path: Path) -> None:
     home = tmp_path / "home"
     children = [

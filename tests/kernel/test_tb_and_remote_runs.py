@@ -99,6 +99,7 @@ def _gone(pid: int) -> bool:
     return "\nState:\tZ" in status
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
 def test_tb_serves_the_run_and_its_tensorboard_stops_with_it(
     run_with_events: tuple[Path, str], stop: signal.Signals
