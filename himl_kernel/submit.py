@@ -20,6 +20,7 @@ a script, before it parses its own arguments::
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,34 @@ if TYPE_CHECKING:
     from himl_kernel.sweep import Sweep
 
 COMPUTE_FLAG = "--himl-compute"
+
+#: Each keyword of :func:`submit_if_needed` that a job option of ``himl run`` /
+#: ``himl submit`` also sets, with that option's destination. The keywords are
+#: applied to the job options' own namespace (parsed from no arguments, so
+#: every default comes from the options' definition) and the JobSpec is built
+#: from it by the same ``build_job`` as the commands use; a test fails when a
+#: job option or a keyword is added without the other.
+JOB_OPTION_OF_KEYWORD: dict[str, str] = {
+    "compute": "compute",
+    "snapshot_root": "snapshot_root",
+    "conda_environment_file": "conda_file",
+    "pip_requirements_file": "pip_requirements",
+    "docker_image": "docker_image",
+    "docker_shm_size": "shm_size",
+    "environment_variables": "env",
+    "compute_target": "cluster",
+    "num_nodes": "num_nodes",
+    "processes_per_node": "processes_per_node",
+    "tags": "tag",
+    "experiment": "experiment",
+    "display_name": "display_name",
+    "max_run_duration_s": "max_run_duration",
+    "wait_for_completion": "no_wait",
+}
+#: Keywords no job option has: what only a script in code can say.
+SCRIPT_ONLY_KEYWORDS = ("entry_script", "input_datasets", "output_datasets", "default_datastore", "sweep", "host", "argv")
+#: Job options no keyword has: they only make sense on a command line.
+COMMAND_LINE_ONLY_OPTIONS = ("dry_run", "max_parallel")
 
 
 def pop_backend_flags(argv: list[str], host: PluginHost) -> str | None:
@@ -81,6 +110,7 @@ def submit_if_needed(
     conda_environment_file: str | Path | None = None,
     pip_requirements_file: str | Path | None = None,
     docker_image: str = "",
+    docker_shm_size: str = "",
     environment_variables: dict[str, str] | None = None,
     compute_target: str = "",
     num_nodes: int = 1,
@@ -107,6 +137,7 @@ def submit_if_needed(
         conda_environment_file: a conda YAML for remote jobs.
         pip_requirements_file: a pip requirements file for remote jobs.
         docker_image: a base image for remote jobs.
+        docker_shm_size: shared memory for the job's container, e.g. ``"100g"``.
         environment_variables: variables set inside the job.
         compute_target: the backend's compute target (a cluster name).
         num_nodes: machines for a distributed job.
@@ -146,39 +177,63 @@ def submit_if_needed(
     if backend is None:
         return _run_here(host, name, display_name or script.name, inputs, outputs, tags or {})
 
-    from himl_kernel.job import Compute, Entry, Environment, JobSpec
-    from himl_kernel.snapshot import Snapshot
+    from himl_kernel.cli.job_options import build_job, submit_job
+    from himl_kernel.job import Entry
 
+    if max_run_duration_s is not None and not max_run_duration_s > 0:
+        raise HimlError(f"submit_if_needed: max_run_duration_s must be positive, got {max_run_duration_s}")
     root = Path(snapshot_root or Path.cwd()).resolve()
     try:
         target = str(script.relative_to(root))
     except ValueError:
         raise HimlError(f"entry script {str(script)!r} is not inside the snapshot root {str(root)!r}") from None
-    job = JobSpec(
+    options = job_options(
+        host,
+        {
+            "compute": backend,
+            "snapshot_root": root,
+            "conda_environment_file": Path(conda_environment_file) if conda_environment_file else None,
+            "pip_requirements_file": Path(pip_requirements_file) if pip_requirements_file else None,
+            "docker_image": docker_image,
+            "docker_shm_size": docker_shm_size,
+            "environment_variables": [f"{k}={v}" for k, v in (environment_variables or {}).items()],
+            "compute_target": compute_target,
+            "num_nodes": num_nodes,
+            "processes_per_node": processes_per_node,
+            "tags": [],  # given to build_job as a mapping, below
+            "experiment": name,
+            "display_name": display_name,
+            "max_run_duration_s": f"{max_run_duration_s:.6f}s" if max_run_duration_s is not None else "",
+            "wait_for_completion": not wait_for_completion,
+        },
+    )
+    job = build_job(
+        options,
+        host,
         entry=Entry("script", target, argv[1:]),
-        snapshot=Snapshot(root),
-        environment=Environment(
-            conda_file=Path(conda_environment_file) if conda_environment_file else None,
-            pip_requirements=Path(pip_requirements_file) if pip_requirements_file else None,
-            docker_image=docker_image,
-        ),
-        compute=Compute(
-            backend=backend, target=compute_target, num_nodes=num_nodes, processes_per_node=processes_per_node
-        ),
+        experiment=name,
         input_datasets=inputs,
         output_datasets=outputs,
-        env_vars=dict(environment_variables or {}),
-        tags=dict(tags or {}),
-        experiment=name,
-        display_name=display_name,
         sweep=sweep,
-        max_run_duration_s=max_run_duration_s,
-        wait_for_completion=wait_for_completion,
+        tags=dict(tags or {}),
     )
-    submission = host.backend(backend).submit(job, host)
-    host.job_submitted(job, submission)
+    submission = submit_job(job, host, dry_run=False)
+    assert submission is not None
     print(f"himl: submitted to {backend}: run {submission.run_id} {submission.url}".rstrip(), file=sys.stderr)
     raise SystemExit(0 if submission.succeeded else (submission.exit_code or 1))
+
+
+def job_options(host: PluginHost, keywords: dict[str, Any]) -> argparse.Namespace:
+    """The job options ``himl submit`` would parse, with ``keywords`` of :func:`submit_if_needed` set on them."""
+    from himl_kernel.argparsing import HimlArgumentParser
+    from himl_kernel.cli.job_options import add_job_options
+
+    parser = HimlArgumentParser(prog="submit_if_needed", add_help=False)
+    add_job_options(parser, host, "submit")
+    options = parser.parse_args([])  # every default as the options define it, the plugins' too
+    for keyword, value in keywords.items():
+        setattr(options, JOB_OPTION_OF_KEYWORD[keyword], value)
+    return options
 
 
 def _run_here(
