@@ -61,7 +61,15 @@ JOB_OPTION_OF_KEYWORD: dict[str, str] = {
     "wait_for_completion": "no_wait",
 }
 #: Keywords no job option has: what only a script in code can say.
-SCRIPT_ONLY_KEYWORDS = ("entry_script", "input_datasets", "output_datasets", "default_datastore", "sweep", "host", "argv")
+SCRIPT_ONLY_KEYWORDS = (
+    "entry_script",
+    "input_datasets",
+    "output_datasets",
+    "default_datastore",
+    "sweep",
+    "host",
+    "argv",
+)
 #: Job options no keyword has: they only make sense on a command line.
 COMMAND_LINE_ONLY_OPTIONS = ("dry_run", "max_parallel")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from himl_kernel import hookimpl
 from himl_kernel.datasets import DatasetConfig
 from himl_kernel.errors import HimlError
 from himl_kernel.plugins import build_host
@@ -149,3 +150,79 @@ def test_plain_pytorch_loop_takes_dataset_checkpoint_and_logging_from_the_kernel
     )  # fmt: skip
     assert bad.returncode != 0
     assert "unknown run id '0123abcd'" in bad.stdout + bad.stderr
+
+
+def test_submit_if_needed_keywords_and_the_job_options_cannot_drift() -> None:
+    """Every keyword is a job option or script-only; every job option is a keyword or command-line-only."""
+    import inspect
+
+    from himl_kernel.argparsing import HimlArgumentParser
+    from himl_kernel.cli.job_options import add_job_options
+    from himl_kernel.submit import (
+        COMMAND_LINE_ONLY_OPTIONS,
+        JOB_OPTION_OF_KEYWORD,
+        SCRIPT_ONLY_KEYWORDS,
+        submit_if_needed,
+    )
+    from himl_kernel.testing import fresh_host
+
+    keywords = set(inspect.signature(submit_if_needed).parameters)
+    assert keywords == set(JOB_OPTION_OF_KEYWORD) | set(SCRIPT_ONLY_KEYWORDS)
+    assert not set(JOB_OPTION_OF_KEYWORD) & set(SCRIPT_ONLY_KEYWORDS)
+    host = fresh_host()
+    parser = HimlArgumentParser(prog="himl submit", add_help=False)
+    add_job_options(parser, host, "submit")
+    plugins = set(host.option_owners)  # a plugin's options (the local backend's --no-resume) are its own
+    destinations = {a.dest for a in parser._actions if not plugins & set(a.option_strings)}
+    assert destinations == set(JOB_OPTION_OF_KEYWORD.values()) | set(COMMAND_LINE_ONLY_OPTIONS)
+    documented = inspect.getdoc(submit_if_needed) or ""
+    assert all(f"{keyword}:" in documented for keyword in keywords), "a keyword lacks its line under Args"
+
+
+def test_submit_if_needed_builds_the_job_the_job_options_would(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keywords land where the matching command-line options put them in the JobSpec."""
+    from himl_kernel.job import JobSpec, Submission
+    from himl_kernel.submit import submit_if_needed
+    from himl_kernel.testing import fresh_host
+
+    seen: list[JobSpec] = []
+
+    class Recorder:
+        def submit(self, job: JobSpec, host: object) -> Submission:
+            seen.append(job)
+            return Submission("recorder", "run-1", status="FINISHED")
+
+        def render(self, job: JobSpec, host: object) -> str:
+            return ""
+
+    class RecorderPlugin:
+        @hookimpl
+        def himl_register_compute_backends(self, registry) -> None:  # type: ignore[no-untyped-def]
+            registry.add("recorder", Recorder, "records the job")
+
+    script = tmp_path / "train.py"
+    script.write_text("print('hi')\n", encoding="utf-8")
+    conda = tmp_path / "env.yml"
+    conda.write_text("name: x\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    host = fresh_host(RecorderPlugin(), names=["recorder"])
+    with pytest.raises(SystemExit) as exit_info:
+        submit_if_needed(
+            compute="recorder", entry_script=script, conda_environment_file=conda, docker_image="img:1",
+            docker_shm_size="64g", environment_variables={"A": "1=2"}, compute_target="gpu-nc24", num_nodes=2,
+            processes_per_node=4, tags={"team": "x"}, experiment="exp", display_name="first",
+            max_run_duration_s=5400, wait_for_completion=False, host=host, argv=[str(script), "--epochs", "3"],
+        )  # fmt: skip
+    assert exit_info.value.code == 0
+    (job,) = seen
+    assert job.entry.target == "train.py" and job.entry.args == ["--epochs", "3"]
+    assert (job.compute.backend, job.compute.target, job.compute.num_nodes, job.compute.processes_per_node) == (
+        "recorder", "gpu-nc24", 2, 4,
+    )  # fmt: skip
+    assert job.environment.conda_file == conda.resolve() and job.environment.docker_image == "img:1"
+    assert job.environment.shm_size == "64g" and job.env_vars == {"A": "1=2"} and job.tags == {"team": "x"}
+    assert (job.experiment, job.display_name, job.max_run_duration_s, job.wait_for_completion) == (
+        "exp", "first", 5400.0, False,
+    )  # fmt: skip
+    with pytest.raises(HimlError, match="max_run_duration_s must be positive, got -1"):
+        submit_if_needed(compute="recorder", entry_script=script, max_run_duration_s=-1, host=host, argv=[str(script)])
