@@ -92,9 +92,9 @@ class Entry(Generic[T]):
             if isinstance(self.target, str):
                 try:
                     loaded = import_object(self.target)
-                except HimlError:
+                except (HimlError, KeyboardInterrupt):
                     raise
-                except Exception as exc:  # the plugin's code, not ours: name it
+                except BaseException as exc:  # the plugin's code, not ours (sys.exit included): name it
                     raise HimlError(
                         f"{self.name!r} from plugin {self.plugin or '?'} could not be loaded from "
                         f"{self.target}: {type(exc).__name__}: {exc}"
@@ -290,7 +290,9 @@ class Registry(Generic[T]):
         module_name, _, attr = path.rpartition(".")
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             raise HimlError(
                 f"{self.kind} {path!r} is neither registered nor importable: module {module_name!r} raised "
                 f"{type(exc).__name__}: {' '.join(str(exc).split())}"

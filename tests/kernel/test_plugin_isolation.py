@@ -503,3 +503,20 @@ def test_write_distribution_refuses_what_no_installer_would_write(
     with pytest.raises(ValueError, match=message):
         write_distribution(tmp_path / "site", name, version, {"foo": "himl_foo"}, files)
     assert not (tmp_path / "outside.py").exists()
+
+
+def test_a_model_module_that_exits_on_import_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "himl_exiting_models.py").write_text("import sys\n\nsys.exit(5)\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    host = fresh_host(HasModels(Exits="himl_exiting_models:Exits"), names=["exits"])
+
+    with pytest.raises(HimlError) as excinfo:
+        host.containers.get("Exits")
+    assert str(excinfo.value) == (
+        "'Exits' from plugin exits could not be loaded from himl_exiting_models:Exits: SystemExit: 5"
+    )
+    with pytest.raises(HimlError, match="module 'himl_exiting_models' raised SystemExit: 5"):
+        host.containers.get("himl_exiting_models.Exits")
+    assert host.containers.get("PlainHelloWorld").__name__ == "PlainHelloWorld"
