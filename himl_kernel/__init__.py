@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-__version__ = "0.1.0"
+from himl_kernel.version import __version__
 
 hookimpl = pluggy.HookimplMarker("himl")
 

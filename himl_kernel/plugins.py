@@ -551,7 +551,7 @@ def build_host(
 
     candidates: list[_Candidate] = []
     if builtins:
-        from himl_kernel import __version__
+        from himl_kernel.version import __version__
 
         for name, module in BUILTIN_PLUGINS.items():
             info = PluginInfo(name=name, distribution="himl", version=__version__, source=module)
