@@ -92,6 +92,7 @@ def newest_outputs(home: Path) -> Path:
     return runs.folders(run)[0]
 
 
+@pytest.mark.slow
 def test_multiclass_with_a_tuned_encoder_and_class_weights(slide_folder: SlideFolder, tmp_path: Path) -> None:
     table = tmp_path / "dataset.csv"
     lines = ["image,slide_id,label"] + [f"{s.path},{s.path.stem},{i % 3}" for i, s in enumerate(slide_folder.slides)]
@@ -154,6 +155,7 @@ def is_signal_tile(slide: SyntheticSlide, x: int, y: int, size: int = 224) -> bo
     return any(x < sx + s and sx < x + size and y < sy + s and sy < y + size for sx, sy in slide.signal_cells)
 
 
+@pytest.mark.slow
 def test_deepmil_on_forty_slides_finds_the_signal(mil_slides: MilSlides, tmp_path: Path) -> None:
     """The issue's check: attention pooling over a frozen (random) resnet18's cached features.
 
@@ -252,6 +254,7 @@ def test_training_bags_draw_new_tiles_each_time_and_inference_bags_keep_theirs(t
     assert int(item["images"][0, 0, 0, 0]) == 20 * first and int(item["tile_x"][0]) == 32 * first
 
 
+@pytest.mark.slow
 def test_deepmil_under_ddp_writes_each_test_slide_once(slide_folder: SlideFolder, tmp_path: Path) -> None:
     """Two CPU processes (gloo); three test slides, so the test sampler hands one slide to both."""
     table = tmp_path / "dataset.csv"

@@ -140,6 +140,7 @@ def by_slide(rows: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
 # -- TCGA-CRCk ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_crck_imagenet_crossvalidation_tests_the_dataset_test_slides_in_each_fold(
     crck: Crck, imagenet_weights: Path, tmp_path: Path
 ) -> None:
@@ -194,6 +195,7 @@ def test_crck_ssl_without_a_checkpoint_fails_in_one_line_before_any_run(crck: Cr
     assert not (tmp_path / "home").exists()  # refused before any run started
 
 
+@pytest.mark.slow
 def test_crck_ssl_reads_the_encoder_of_a_lightning_checkpoint(
     crck: Crck, imagenet_weights: Path, ssl_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -223,6 +225,7 @@ def test_crck_ssl_reads_the_encoder_of_a_lightning_checkpoint(
     torch.testing.assert_close(cached, expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_hub_weights_offline_fail_in_one_line(crck: Crck, tmp_path: Path) -> None:
     """The ImageNet configurations ask the model hub by default; offline that is one error line, no traceback."""
     env = env_of(tmp_path, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), TORCH_HOME=str(tmp_path / "torch"))
@@ -273,6 +276,7 @@ def panda(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_panda_imagenet_grades_six_classes_from_level_one_tiles(
     panda: Path, imagenet_weights: Path, tmp_path: Path
 ) -> None:

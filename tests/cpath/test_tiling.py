@@ -47,6 +47,7 @@ def test_occupancy_reads_the_mask_in_level0_pixels() -> None:
     assert tissue.occupancy(-500, -500, 10, 10) == 0.0
 
 
+@pytest.mark.slow
 def test_tiling_a_20000_pixel_slide_keeps_tissue_tiles_identical_to_openslide(
     big_slide: SyntheticSlide, tmp_path: Path
 ) -> None:
