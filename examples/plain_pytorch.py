@@ -1,7 +1,7 @@
 """A plain PyTorch training loop (no Lightning) that takes from himl:
 
 - its dataset folder (``run_info.input_datasets[0]``),
-- its starting weights (``resolve_checkpoint``: a path, a URL, or RUN_ID:path),
+- the training state to start from (``resolve_checkpoint``: a path, a URL, or RUN_ID:path),
 - its metric logging (``log_metrics``, into the run's MLflow run: each
   (metric, step) once, from global rank zero only),
 - recovery from a killed process (``load_recovery_checkpoint`` /
@@ -9,7 +9,9 @@
 - and where to keep its outputs (``run_info.output_folder``).
 
     himl submit examples/plain_pytorch.py -- --data DATA_FOLDER --make-data --epochs 5
-    himl submit examples/plain_pytorch.py -- --data DATA_FOLDER --checkpoint RUN_ID:model.pt
+    himl submit examples/plain_pytorch.py -- --data DATA_FOLDER --epochs 3 --checkpoint RUN_ID:checkpoints/last.pt
+
+The second trains 3 more epochs, carrying on from the first run's last state.
 
 Kill it (or lose the machine) and run the same command again: the local
 backend carries on the same run, the loop starts after the last epoch it
@@ -41,7 +43,7 @@ from himl_kernel import (
 )
 from himl_kernel.atomic import atomic_write_text
 
-MODEL_FILE = "model.pt"
+LAST_CHECKPOINT = "last.pt"
 
 
 def make_data(folder: Path, rows: int, seed: int = 0) -> None:
@@ -71,12 +73,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder holding data.csv")
     parser.add_argument("--make-data", action="store_true", help="write a toy data.csv into --data if it has none")
     parser.add_argument("--rows", type=int, default=256, help="rows of the toy data")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs to train (after --checkpoint's, if given)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=20, help="log the batch loss every N steps")
-    parser.add_argument("--checkpoint", default="", help="start from these weights (path, URL or RUN_ID:path)")
+    parser.add_argument("--checkpoint", default="", help="carry on from this last.pt (path, URL or RUN_ID:path)")
     args, _ = parser.parse_known_args()
     if args.make_data and ranks().is_local_zero:
         make_data(args.data, args.rows)
@@ -89,23 +91,28 @@ def main() -> None:
     torch.manual_seed(args.seed)
     model = torch.nn.Linear(1, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
-    first_epoch = 0
+    start = None
+    if args.checkpoint:
+        start = torch.load(resolve_checkpoint(args.checkpoint), map_location="cpu", weights_only=True)
+    base_epoch = start["epoch"] + 1 if start is not None else 0
+    end_epoch = base_epoch + args.epochs  # the same in every rerun of this command
+    first_epoch = base_epoch
     resumed = load_recovery_checkpoint(run_info)
-    if resumed is not None:
+    if resumed is not None:  # an earlier attempt of this run was killed: carry on where it saved
         epoch, state = resumed
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         first_epoch = epoch + 1
         print(f"plain_pytorch: resumed from the recovery checkpoint of epoch {epoch}", flush=True)
-    elif args.checkpoint:
-        state = torch.load(resolve_checkpoint(args.checkpoint), map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        print(f"plain_pytorch: starting from the weights of {args.checkpoint}", flush=True)
-    print(f"plain_pytorch: training epochs {first_epoch} to {args.epochs - 1}", flush=True)
+    elif start is not None:
+        model.load_state_dict(start["model"])
+        optimizer.load_state_dict(start["optimizer"])
+        print(f"plain_pytorch: resumed from {args.checkpoint} at epoch {base_epoch}", flush=True)
+    print(f"plain_pytorch: training epochs {first_epoch} to {end_epoch - 1}", flush=True)
 
     loss_fn = torch.nn.MSELoss()
     steps_per_epoch = (len(x) + args.batch_size - 1) // args.batch_size
-    for epoch in range(first_epoch, args.epochs):
+    for epoch in range(first_epoch, end_epoch):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(args.seed * 100_003 + epoch))
         for index, batch in enumerate(order.split(args.batch_size)):
             optimizer.zero_grad()
@@ -124,8 +131,9 @@ def main() -> None:
         print(f"plain_pytorch: epoch {epoch} loss {full_loss:.6f}", flush=True)
 
     if ranks().is_global_zero:
-        target = run_info.output_folder / MODEL_FILE
-        atomic_write(target, lambda handle: torch.save({"model": model.state_dict()}, handle))
+        target = run_info.output_folder / "checkpoints" / LAST_CHECKPOINT
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": end_epoch - 1}
+        atomic_write(target, lambda handle: torch.save(state, handle))
         print(f"plain_pytorch: saved {target}", flush=True)
 
 

@@ -61,7 +61,16 @@ class ActiveRun:
 
     def logged(self) -> set[tuple[str, int]]:
         if self._logged is None:
-            self._logged = logged_pairs(self.info)
+            try:
+                self._logged = logged_pairs(self.info)
+            except Exception as exc:  # the sinks may still work: log, rather than stop the training
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                print(
+                    f"himl: warning: cannot read the metric history of run {self.info.run_id} ({first}); "
+                    "metrics of steps it already holds may be logged again",
+                    file=sys.stderr,
+                )
+                self._logged = set()
         return self._logged
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None) -> dict[str, float]:

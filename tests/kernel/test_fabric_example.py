@@ -56,8 +56,8 @@ def test_two_fabric_processes_log_each_epoch_once_and_a_killed_run_resumes_to_th
     assert "fabric_regression: resumed from the recovery checkpoint of epoch" in final.stdout
 
     calm_store, stormy_store = RunStore(home=calm_home), RunStore(home=stormy_home)
-    calm_id, calm_weights = final_weights(calm_store, "fabric_regression")
-    stormy_id, stormy_weights = final_weights(stormy_store, "fabric_regression")
+    calm_id, calm_weights = final_weights(calm_store, "fabric_regression", "model.pt")
+    stormy_id, stormy_weights = final_weights(stormy_store, "fabric_regression", "model.pt")
     for key, tensor in calm_weights.items():
         assert torch.equal(tensor, stormy_weights[key]), key
     for store, run_id in ((calm_store, calm_id), (stormy_store, stormy_id)):

@@ -24,6 +24,7 @@ from ..conftest import HIML, JOB_VARIABLES, REPO
 
 EXAMPLE = REPO / "examples" / "plain_pytorch.py"
 EPOCHS = 24
+SAVED = "checkpoints/last.pt"
 #: options of every attempt: the same command, so the local backend carries on the same run
 OPTIONS = ("--make-data", "--rows", "6000", "--epochs", str(EPOCHS), "--log-every", "10")
 
@@ -59,10 +60,11 @@ def start_and_kill(cwd: Path, home: Path, data: Path, log: Path, epochs: int, de
     return log.read_text()
 
 
-def final_weights(store: RunStore, experiment: str) -> tuple[str, dict[str, torch.Tensor]]:
+def final_weights(store: RunStore, experiment: str, saved: str) -> tuple[str, dict[str, torch.Tensor]]:
+    """The id of the experiment's one run, and the weights in its output file ``saved``."""
     (run,) = store.list_runs(experiment)
     assert run.status == "FINISHED"
-    state = torch.load(store.folders(run)[0] / "model.pt", weights_only=True)
+    state = torch.load(store.folders(run)[0] / saved, weights_only=True)
     return run.run_id, state["model"]
 
 
@@ -93,8 +95,8 @@ def test_three_sigkills_and_reruns_end_with_the_weights_and_metrics_of_an_uninte
     assert "resumed from the recovery checkpoint" in final.stdout
 
     calm_store, stormy_store = RunStore(home=calm_home), RunStore(home=stormy_home)
-    calm_id, calm_weights = final_weights(calm_store, "plain_pytorch")
-    stormy_id, stormy_weights = final_weights(stormy_store, "plain_pytorch")  # one run, carried on four times
+    calm_id, calm_weights = final_weights(calm_store, "plain_pytorch", SAVED)
+    stormy_id, stormy_weights = final_weights(stormy_store, "plain_pytorch", SAVED)  # one run, carried on four times
     assert calm_weights.keys() == stormy_weights.keys()
     for key, tensor in calm_weights.items():
         assert torch.equal(tensor, stormy_weights[key]), key
