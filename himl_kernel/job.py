@@ -185,7 +185,10 @@ class JobSpec:
         self.tags = {str(k): str(v) for k, v in self.tags.items()}
 
     def to_dict(self) -> dict[str, Any]:
+        from himl_kernel.runinfo import WIRE_FORMAT
+
         return {
+            "wire_format": WIRE_FORMAT,  # what a reader of this document checks first (himl_kernel.runinfo)
             "entry": self.entry.to_dict(),
             "snapshot": self.snapshot.to_dict(),
             "environment": self.environment.to_dict(),

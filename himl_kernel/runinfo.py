@@ -1,4 +1,15 @@
-"""RunInfo: what a running job knows about itself."""
+"""RunInfo: what a running job knows about itself, and the wire format that carries it into the job.
+
+A backend that launches a job tells it who it is through environment
+variables (:meth:`RunInfo.to_environ`); the job reads them back
+(:meth:`RunInfo.from_environ`). That set of variables, and the JobSpec's
+``to_dict()`` document, is the wire format between the himl that submits and
+the himl inside the job, which may be another version. It carries
+``HIML_WIRE_FORMAT`` (:data:`WIRE_FORMAT`): a job whose environment names a
+format this himl does not know refuses it in one line, instead of misreading
+the variables. An environment without the variable is format 1, the format
+before it was numbered.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +31,34 @@ ENV_INPUT_DATASETS = "HIML_INPUT_DATASETS"
 ENV_OUTPUT_DATASETS = "HIML_OUTPUT_DATASETS"
 ENV_IS_REMOTE = "HIML_IS_REMOTE"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_WIRE_FORMAT = "HIML_WIRE_FORMAT"
+
+#: The wire format this himl writes; raise it when a variable changes meaning or shape.
+WIRE_FORMAT = 1
+#: The wire formats this himl can read.
+KNOWN_WIRE_FORMATS = frozenset({1})
+
+
+def check_wire_format(environ: Mapping[str, str]) -> int:
+    """The wire format ``environ`` is written in; a :class:`HimlError` if this himl cannot read it."""
+    from himl_kernel.errors import HimlError
+
+    raw = environ.get(ENV_WIRE_FORMAT, "").strip()
+    if not raw:
+        return 1
+    known = ", ".join(str(v) for v in sorted(KNOWN_WIRE_FORMATS))
+    try:
+        version = int(raw)
+    except ValueError:
+        raise HimlError(f"{ENV_WIRE_FORMAT}={raw!r} is not a wire format number; this himl reads {known}") from None
+    if version not in KNOWN_WIRE_FORMATS:
+        from himl_kernel import __version__
+
+        raise HimlError(
+            f"this job was submitted in himl wire format {version} ({ENV_WIRE_FORMAT}), but this himl "
+            f"({__version__}) reads only {known}: run the job with the himl version that submitted it"
+        )
+    return version
 
 
 @dataclass
@@ -52,6 +91,7 @@ class RunInfo:
     def to_environ(self) -> dict[str, str]:
         """The environment variables that let a child process rebuild this RunInfo."""
         env = {
+            ENV_WIRE_FORMAT: str(WIRE_FORMAT),
             ENV_RUN_ID: self.run_id,
             ENV_BACKEND: self.backend,
             ENV_OUTPUT_FOLDER: str(self.output_folder),
@@ -72,6 +112,7 @@ class RunInfo:
         run_id = environ.get(ENV_RUN_ID, "")
         if not run_id:
             return None
+        check_wire_format(environ)
 
         def folders(key: str) -> list[Path | None]:
             raw = environ.get(key, "")
@@ -91,6 +132,7 @@ class RunInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "wire_format": WIRE_FORMAT,
             "run_id": self.run_id,
             "backend": self.backend,
             "output_folder": str(self.output_folder),

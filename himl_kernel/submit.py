@@ -159,10 +159,14 @@ def submit_if_needed(
         host: the plugin host (default: a fresh one with installed plugins).
         argv: the command line to read and edit (default: ``sys.argv``).
     """
+    import os
+
     from himl_kernel.current import activate
     from himl_kernel.dataset_prep import prepare_datasets
     from himl_kernel.plugins import build_host
+    from himl_kernel.runinfo import check_wire_format
 
+    check_wire_format(os.environ)  # a job from a himl whose wire format this one cannot read stops here
     host = host or build_host()
     inside = host.detect_run()
     argv = sys.argv if argv is None else argv

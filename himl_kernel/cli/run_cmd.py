@@ -68,6 +68,11 @@ def run_run(args: argparse.Namespace, host: PluginHost) -> int:
         print(build_parser(cls, f"himl run --model {args.model}").format_help())
         return 0
 
+    import os
+
+    from himl_kernel.runinfo import check_wire_format
+
+    check_wire_format(os.environ)  # a job from a himl whose wire format this one cannot read stops here
     inside = host.detect_run()
     container = load_container(host, args.model, field_args, config_file=args.config)
     if inside is not None:  # we are the job: run the model here, as that run

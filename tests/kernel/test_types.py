@@ -150,6 +150,7 @@ def test_jobspec_to_dict_holds_everything_a_backend_receives(tmp_path: Path) -> 
         max_run_duration_s=60,
     )
     data = job.to_dict()
+    assert data["wire_format"] == 1
     assert data["entry"] == {"kind": "script", "target": "train.py", "args": ["--lr", "0.1"]}
     assert data["compute"]["num_nodes"] == 2 and data["compute"]["processes_per_node"] == 4
     assert data["environment"]["conda_file"] == str(conda.resolve())
@@ -181,3 +182,37 @@ def test_runinfo_round_trips_through_the_environment(tmp_path: Path) -> None:
     )
     assert RunInfo.from_environ(info.to_environ()) == info
     assert RunInfo.from_environ({}) is None
+    assert info.to_environ()["HIML_WIRE_FORMAT"] == "1" and info.to_dict()["wire_format"] == 1
+
+
+def test_a_job_refuses_a_wire_format_it_does_not_know(tmp_path: Path) -> None:
+    info = RunInfo(run_id="abc", backend="local", output_folder=tmp_path / "o", logs_folder=tmp_path / "l")
+    environ = info.to_environ()
+    unversioned = {k: v for k, v in environ.items() if k != "HIML_WIRE_FORMAT"}
+    assert RunInfo.from_environ(unversioned) == info  # before the number existed: format 1
+    with pytest.raises(HimlError) as future:
+        RunInfo.from_environ({**environ, "HIML_WIRE_FORMAT": "2"})
+    message = str(future.value)
+    assert "\n" not in message
+    assert message.startswith("this job was submitted in himl wire format 2 (HIML_WIRE_FORMAT), but this himl (")
+    assert message.endswith("reads only 1: run the job with the himl version that submitted it")
+    with pytest.raises(HimlError, match=r"HIML_WIRE_FORMAT='two' is not a wire format number; this himl reads 1"):
+        RunInfo.from_environ({**environ, "HIML_WIRE_FORMAT": "two"})
+
+
+def test_himl_run_inside_a_job_of_an_unknown_wire_format_fails_in_one_line(tmp_path: Path) -> None:
+    from ..conftest import error_lines, run_himl
+
+    env = {
+        "HIML_RUN_ID": "abc",
+        "HIML_BACKEND": "local",
+        "HIML_OUTPUT_FOLDER": str(tmp_path / "o"),
+        "HIML_LOGS_FOLDER": str(tmp_path / "l"),
+        "HIML_WIRE_FORMAT": "7",
+        "HIML_HOME": str(tmp_path / "home"),
+    }
+    result = run_himl("run", "--model", "PlainHelloWorld", "--max_epochs", "1", cwd=tmp_path, env=env)
+    assert result.returncode != 0
+    lines = error_lines(result.stderr)
+    assert len(lines) == 1 and "himl wire format 7 (HIML_WIRE_FORMAT)" in lines[0], result.stderr
+    assert not (tmp_path / "o").exists()  # nothing ran
