@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from himl_kernel.atomic import PARTIAL_SUFFIX, atomic_write_text, move_into_place
 from himl_kernel.errors import HimlError
 
 LOCK_SUFFIX = ".lock"
@@ -140,8 +141,7 @@ def _create_aside(db: Path, artifact_root: Path, head: str) -> None:
         store = stores.SqlAlchemyStore(f"sqlite:///{temp}", str(artifact_root))
         store.engine.dispose()
         _fsync(temp)
-        os.replace(temp, db)
-        _fsync(db.parent)
+        move_into_place(temp, db)
     except OSError as exc:
         raise HimlError(
             f"cannot create the run store {db}: {exc.strerror or exc}; set HIML_HOME to a writable folder"
@@ -168,8 +168,7 @@ def _upgrade_aside(db: Path, revision: str, head: str) -> None:
         finally:
             engine.dispose()
         _fsync(temp)
-        os.replace(temp, db)
-        _fsync(db.parent)
+        move_into_place(temp, db)
     except OSError as exc:
         raise HimlError(f"cannot upgrade the run store {db}: {exc.strerror or exc}; it is unchanged") from exc
     finally:
@@ -244,16 +243,9 @@ def version_file(db: Path) -> Path:
 def _record_version(db: Path, head: str) -> None:
     import mlflow
 
-    target = version_file(db)
-    temp = target.with_name(f"{target.name}.{os.getpid()}")
-    try:
-        fd = os.open(temp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, _OWNER_ONLY_FILE)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"mlflow": mlflow.__version__, "schema": head}, out)
-        os.replace(temp, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            temp.unlink()  # the note is a courtesy for later error messages; the store is fine without it
+    note = json.dumps({"mlflow": mlflow.__version__, "schema": head})
+    with contextlib.suppress(OSError):  # the note is a courtesy for later error messages; the store is fine without
+        atomic_write_text(version_file(db), note, mode=_OWNER_ONLY_FILE)
 
 
 def _recorded_version(db: Path) -> dict[str, str]:
@@ -266,7 +258,8 @@ def _recorded_version(db: Path) -> dict[str, str]:
 
 def _remove_leftovers(db: Path) -> None:
     """Temporary files of first uses and upgrades that were killed: never the store itself."""
-    for pattern in (f"{db.name}{_CREATING}*", f"{db.name}{_UPGRADING}*"):
+    note = version_file(db).name
+    for pattern in (f"{db.name}{_CREATING}*", f"{db.name}{_UPGRADING}*", f".{note}.*{PARTIAL_SUFFIX}"):
         for leftover in db.parent.glob(pattern):
             with contextlib.suppress(OSError):
                 leftover.unlink()

@@ -134,6 +134,7 @@ def test_show_json_counts_the_children_of_the_parent_and_sizes_files(
     shown = json.loads(out)
     outputs = store.folders(child)[0]
     assert {f["path"]: f["size"] for f in shown["files"]} == {
+        "outputs/config.yaml": (outputs / "config.yaml").stat().st_size,  # the run's resolved configuration
         "outputs/dataset.csv": (outputs / "dataset.csv").stat().st_size,
         "outputs/model.json": (outputs / "model.json").stat().st_size,
     }
@@ -164,7 +165,7 @@ def test_download_one_folder_into_a_chosen_destination(
     code, _, _ = _himl(capsys, "runs", "download", child.run_id, "--path", "outputs", "--dest", "copy")
     assert code == 0
     copied = sorted(p.relative_to(tmp_path / "copy").as_posix() for p in (tmp_path / "copy").rglob("*"))
-    assert copied == ["outputs", "outputs/dataset.csv", "outputs/model.json"]
+    assert copied == ["outputs", "outputs/config.yaml", "outputs/dataset.csv", "outputs/model.json"]
 
 
 def test_download_of_a_missing_artifact_is_a_one_line_error(
