@@ -133,14 +133,23 @@ class Sweep:
 
 
 def trial_arguments(trial: dict[str, Any]) -> list[str]:
-    """Command-line arguments that give a trial its values: ``--name value``."""
+    """Command-line arguments that give a trial its values: ``--name value``.
+
+    A value that starts with ``-`` is written ``--name=value``, so that a parser
+    does not take it for an option. Given after a container's own arguments
+    (:func:`himl_kernel.fields.non_default_arguments`), the trial's values win.
+    """
     args: list[str] = []
     for name, value in trial.items():
-        args += [f"--{name}", format_cli_value(value)]
+        text = format_cli_value(value)
+        args += [f"--{name}={text}"] if text.startswith("-") else [f"--{name}", text]
     return args
 
 
 def format_cli_value(value: Any) -> str:
+    """A sweep value as command-line text: ``true``/``false``, floats exactly, lists and dicts as JSON."""
+    if value is None:
+        return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

@@ -266,3 +266,21 @@ def test_the_awkward_values_each_survive(tmp_path: Path) -> None:
     assert "--text=-x" in args and "--required_seed=-5" in args
     assert args[args.index("--id_or_name") + 1] == '"1"'  # the string, quoted; a bare 1 is the number
     assert parse_fields(EveryKind, ["--required_seed", "0", "--id_or_name", "1"]).id_or_name == 1
+
+
+@pytest.mark.parametrize("name", ["HelloWorld", "PlainHelloWorld", "DeepMIL", "TwoInputsCV"])
+def test_each_sweep_child_rebuilds_from_the_parent_arguments_and_its_trial(name: str) -> None:
+    """What a child run receives: the parent's non-default arguments, then its trial's ``--name value``."""
+    from himl_kernel.sweep import trial_arguments
+
+    model = CONTAINERS[name]
+    extra: dict[str, Any] = {"different_seeds": 2, "random_seed": 7} if "different_seeds" in model.model_fields else {}
+    parent = model.model_validate({"crossval_count": 3, **extra})
+    sweep = parent.get_sweep()
+    assert sweep is not None
+    trials = sweep.trials()
+    assert len(trials) == 3 * (2 if extra else 1)
+    for trial in trials:
+        child = parse_fields(model, non_default_arguments(parent) + trial_arguments(trial))
+        assert _typed(child) == _typed(parent.model_copy(update=trial)), trial
+        assert child.get_sweep() is None or "different_seeds" in model.model_fields

@@ -48,6 +48,7 @@ def test_trial_arguments_format_values_for_the_command_line() -> None:
     assert trial_arguments({"a": 1, "b": True, "c": 0.5, "d": [1, 2]}) == [
         "--a", "1", "--b", "true", "--c", "0.5", "--d", "[1, 2]",
     ]  # fmt: skip
+    assert trial_arguments({"offset": -2, "name": "-x", "none": None}) == ["--offset=-2", "--name=-x", "--none", "null"]
 
 
 @pytest.mark.parametrize(
