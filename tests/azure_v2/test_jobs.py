@@ -10,7 +10,6 @@ import pytest
 import yaml
 from azure.ai.ml import load_job
 from azure.ai.ml.entities import Data
-from azure.ai.ml.exceptions import JobException
 from himl_azure_v2.backend import AzureMLBackend
 from himl_azure_v2.code_snapshot import stage_snapshot
 from himl_azure_v2.jobs import plain
@@ -229,12 +228,6 @@ def test_waiting_streams_the_logs_and_reports_the_final_status(project: Path, co
     assert (killed.status, killed.exit_code) == ("KILLED", 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=JobException,
-    reason="bug in himl_azure_v2.backend: the SDK's jobs.stream raises JobException when the job fails, and "
-    "submit lets it escape instead of returning a FAILED submission with exit code 1",
-)
 def test_a_job_that_fails_while_waiting_reports_failed(project: Path, control_plane: ControlPlane) -> None:
     control_plane.outcome = "Failed"
     host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])

@@ -98,7 +98,12 @@ class AzureMLBackend:
         url = str(getattr(created, "studio_url", "") or workspace.studio_url(name))
         status = status_text(created.status)
         if job.wait_for_completion:
-            client.jobs.stream(name)
+            from azure.ai.ml.exceptions import JobException
+
+            try:
+                client.jobs.stream(name)
+            except JobException:  # the SDK's way of saying the job failed: its status below says so too
+                print(f"himl: AzureML job {name} did not complete; see {url}", file=sys.stderr)
             status = status_text(client.jobs.get(name).status)
         final = FINAL_STATES.get(status, status)
         failed = final in ("FAILED", "KILLED")
