@@ -229,8 +229,8 @@ def _decode_yaml_value(annotation: Any, raw: str) -> Any:
         decoded = yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw
-    if isinstance(decoded, str):
-        return decoded
+    if isinstance(decoded, str):  # text stays as typed (spaces, '#'), unless it was given in quotes
+        return decoded if raw.lstrip()[:1] in ("'", '"') else raw
     try:
         TypeAdapter(annotation).validate_python(decoded)
     except ValidationError:
@@ -315,7 +315,12 @@ def _cached_parser(model: type[BaseModel], prog: str) -> ArgumentParser:
 
     description = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else None
     parser = ArgumentParser(
-        prog=prog, description=description, exit_on_error=False, formatter_class=_help_formatter(), add_help=True
+        prog=prog,
+        description=description,
+        exit_on_error=False,
+        formatter_class=_help_formatter(),
+        add_help=True,
+        default_env=False,  # fields come from the command line and --config only, never from JSONARGPARSE_* settings
     )
     groups: dict[type, Any] = {}
     for name, info in model.model_fields.items():

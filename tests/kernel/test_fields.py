@@ -190,3 +190,15 @@ def test_a_field_that_would_shadow_someone_elses_option_is_refused() -> None:
     with pytest.raises(HimlError, match="field 'num_nodes' of Separator would be the option --num_nodes, but --num-"):
         check_option_clashes(Separator, {"--num-nodes": "himl run"})
     check_option_clashes(Example, {"--num-nodes": "himl run", "--cluster": "plugin azure_v2"})  # no clash: no error
+
+
+def test_text_for_a_field_that_mixes_text_and_other_types_stays_as_typed() -> None:
+    class Mixed(Container):
+        weights: str | None = None
+        key: int | str = 0
+
+    assert parse_fields(Mixed, ["--weights", "my file #2.ckpt "]).weights == "my file #2.ckpt "
+    assert parse_fields(Mixed, ["--weights", "'none'"]).weights == "none"  # quoted: the text itself
+    assert parse_fields(Mixed, ["--weights", "none"]).weights is None
+    assert parse_fields(Mixed, ["--key", "12"]).key == 12 and parse_fields(Mixed, ["--key", '"12"']).key == "12"
+    assert parse_fields(Mixed, ["--key", "1.5"]).key == "1.5"
