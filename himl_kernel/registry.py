@@ -207,10 +207,17 @@ class Registry(Generic[T]):
         self._current_distribution = distribution
 
     def remove_plugin(self, plugin_name: str) -> None:
-        """Forget every entry a plugin registered (it turned out to be broken)."""
+        """Forget every entry a plugin registered (it turned out to be broken).
+
+        A name it held goes to the next plugin that registered it, in precedence order.
+        """
+        self._rejected = [e for e in self._rejected if e.plugin != plugin_name]
         for name in [n for n, e in self._entries.items() if e.plugin == plugin_name]:
             del self._entries[name]
-        self._rejected = [e for e in self._rejected if e.plugin != plugin_name]
+            heir = next((e for e in self._rejected if e.name == name), None)
+            if heir is not None:
+                self._rejected.remove(heir)
+                self._entries[name] = heir
 
     def take_clashes(self) -> list[str]:
         """The warnings about rejected duplicates since the last call (each said once)."""

@@ -520,3 +520,22 @@ def test_a_model_module_that_exits_on_import_is_a_one_line_error(
     with pytest.raises(HimlError, match="module 'himl_exiting_models' raised SystemExit: 5"):
         host.containers.get("himl_exiting_models.Exits")
     assert host.containers.get("PlainHelloWorld").__name__ == "PlainHelloWorld"
+
+
+def test_a_name_held_by_a_plugin_that_breaks_later_goes_to_the_next_plugin() -> None:
+    class HoldsThenBreaks(HasModels):
+        @hookimpl
+        def himl_register_loggers(self, registry: Registry[Any]) -> None:
+            raise RuntimeError("late failure")
+
+    host = fresh_host(
+        HoldsThenBreaks(Twin="himl_tests_not_imported:A"),
+        HasModels(Twin="himl_tests_not_imported:B"),
+        names=["first", "second"],
+    )
+    assert host.containers.entry("Twin").plugin == "first"
+
+    assert "mlflow" in host.loggers  # breaks the first
+
+    assert host.containers.entry("Twin").plugin == "second"
+    assert host.containers.rejected == []
