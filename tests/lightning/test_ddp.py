@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from .conftest import Store
 
 EPOCHS = 15
@@ -13,6 +15,7 @@ EPOCHS = 15
 TOLERANCE = 0.003
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_reach_the_validation_loss_of_one(tmp_path: Path) -> None:
     store = Store(tmp_path / "home", tmp_path)
     single = store.himl("run", "--model", "HelloWorld", "--max_epochs", str(EPOCHS), "--experiment", "one")
