@@ -330,10 +330,14 @@ def _cached_parser(model: type[BaseModel], prog: str) -> ArgumentParser:
             groups[owner] = parser.add_argument_group(f"{owner.__name__} fields", doc[0] if doc else None)
         group = groups[owner]
         annotation = info.annotation
-        help_text = f"{info.description or ''} (default: {_default_text(info)})".strip().replace("%", "%%")
+        default = "required" if info.is_required() else f"default: {_default_text(info)}"
+        help_text = f"{info.description or ''} ({default})".strip().replace("%", "%%")
         if _is_model(annotation) and read_exactly(annotation):
-            # jsonargparse adds --name (a mapping) and a dotted option per nested field
-            group.add_argument(f"--{name}", type=annotation, help=help_text)
+            # jsonargparse adds --name (a mapping or a YAML file) and a dotted option per nested field,
+            # in a group of their own whose title is this help
+            doc = (_bare(annotation).__doc__ or "").strip().splitlines()
+            title = info.description or (doc[0] if doc else type_name(annotation))
+            group.add_argument(f"--{name}", type=annotation, help=f"{owner.__name__}.{name}: {title}")
             continue
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
         if not read_exactly(annotation):
