@@ -422,8 +422,8 @@ class PluginHost:
 def _check_container(name: str, obj: Any) -> None:
     from himl_kernel.container import Container
 
-    if not (isinstance(obj, type) and issubclass(obj, Container)):
-        raise HimlError(f"model {name!r} is {obj!r}, which is not a himl_kernel.container.Container class")
+    if not (isinstance(obj, type) and issubclass(obj, Container)) or obj is Container:
+        raise HimlError(f"model {name!r} is {obj!r}, which is not a subclass of himl_kernel.container.Container")
 
 
 def _option_keys(action: argparse.Action) -> list[str]:

@@ -362,7 +362,7 @@ def test_a_dotted_path_imports_a_container_class(tmp_path: Path, monkeypatch: py
         host.containers.get("himl_dotted_probe.configs.NotAContainer")
     assert str(excinfo.value) == (
         "model 'himl_dotted_probe.configs.NotAContainer' is <class 'himl_dotted_probe.configs.NotAContainer'>, "
-        "which is not a himl_kernel.container.Container class"
+        "which is not a subclass of himl_kernel.container.Container"
     )
     assert sys.modules["himl_dotted_probe.configs"].NotAContainer.instances == 0  # refused before instantiating
     with pytest.raises(HimlError, match=r"module 'himl_dotted_probe\.configs' has no attribute 'Missing'"):

@@ -259,3 +259,18 @@ def test_runs_download_of_an_unknown_id_asks_the_others_and_fails_only_for_its_r
     assert broken_line("himl_locate_run") in err
     errors = [line for line in err if line.startswith("himl: error:")]
     assert len(errors) == 1 and "0123456789abcdef0123456789abcdef" in errors[0]
+
+
+def test_run_takes_a_dotted_class_path_and_refuses_what_is_no_container(site: Path, tmp_path: Path) -> None:
+    code, out, err = himl(site, tmp_path, "run", "--model", "himl_twin_a_models.TwinModel", "--dry-run")
+
+    assert code == 0, "\n".join(err)
+    assert "target: himl_twin_a_models.TwinModel" in out
+
+    code, out, err = himl(site, tmp_path, "run", "--model", "himl_twin_a_models.Container", "--dry-run")
+
+    assert code == 2 and out == ""
+    assert [line for line in err if not line.startswith("himl: warning:")] == [
+        "himl: error: model 'himl_twin_a_models.Container' is <class 'himl_kernel.container.Container'>, "
+        "which is not a subclass of himl_kernel.container.Container"
+    ]
