@@ -52,7 +52,7 @@ def check_wire_format(environ: Mapping[str, str]) -> int:
     except ValueError:
         raise HimlError(f"{ENV_WIRE_FORMAT}={raw!r} is not a wire format number; this himl reads {known}") from None
     if version not in KNOWN_WIRE_FORMATS:
-        from himl_kernel import __version__
+        from himl_kernel.version import __version__
 
         raise HimlError(
             f"this job was submitted in himl wire format {version} ({ENV_WIRE_FORMAT}), but this himl "
