@@ -15,16 +15,15 @@ first one's file.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 from urllib.parse import unquote, urldefrag, urlsplit, urlunsplit
 
+from himl_kernel.atomic import atomic_write, atomic_write_bytes
 from himl_kernel.checkpoints import parse_run_reference, url_scheme
 from himl_kernel.errors import HimlError
 
@@ -198,30 +197,6 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
             yield
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-
-
-def _fsync_folder(folder: Path) -> None:
-    if sys.platform == "win32":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a folder; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
 def _download(url: str, target: Path, expected: str | None, shown: str) -> None:
     import http.client
     import urllib.error
@@ -230,35 +205,30 @@ def _download(url: str, target: Path, expected: str | None, shown: str) -> None:
     from himl_kernel import __version__
 
     request = urllib.request.Request(url, headers={"User-Agent": f"himl/{__version__}"})
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".part")
-    try:
-        digest = hashlib.sha256()
+    digest = hashlib.sha256()
+
+    def fetch(out: IO[bytes]) -> None:  # raising here leaves no file behind (atomic_write removes it)
         received = 0
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                    length = response.headers.get("Content-Length")
-                    while chunk := response.read(_CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        received += len(chunk)
-            except urllib.error.HTTPError as exc:
-                raise HimlError(f"cannot download checkpoint {shown}: HTTP {exc.code} {exc.reason}") from None
-            except urllib.error.URLError as exc:
-                raise HimlError(f"cannot download checkpoint {shown}: {exc.reason}") from None
-            except (OSError, http.client.HTTPException) as exc:
-                raise HimlError(f"cannot download checkpoint {shown}: {type(exc).__name__}: {exc}") from None
-            if length is not None and length.strip().isdigit() and received != int(length):
-                raise HimlError(
-                    f"cannot download checkpoint {shown}: the connection closed after {received} of {length} bytes"
-                )
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                length = response.headers.get("Content-Length")
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+        except urllib.error.HTTPError as exc:
+            raise HimlError(f"cannot download checkpoint {shown}: HTTP {exc.code} {exc.reason}") from None
+        except urllib.error.URLError as exc:
+            raise HimlError(f"cannot download checkpoint {shown}: {exc.reason}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise HimlError(f"cannot download checkpoint {shown}: {type(exc).__name__}: {exc}") from None
+        if length is not None and length.strip().isdigit() and received != int(length):
+            raise HimlError(
+                f"cannot download checkpoint {shown}: the connection closed after {received} of {length} bytes"
+            )
         actual = digest.hexdigest()
         if expected is not None and actual != expected:
             raise HimlError(f"checkpoint {shown} does not have the expected sha256: expected {expected}, got {actual}")
-        os.replace(tmp_name, target)
-        _write_atomically(target.parent / _DIGEST, f"{actual}  {target.name}\n".encode())
-        _fsync_folder(target.parent)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+
+    atomic_write(target, fetch)
+    atomic_write_bytes(target.parent / _DIGEST, f"{digest.hexdigest()}  {target.name}\n".encode())

@@ -15,10 +15,9 @@ renamed, so an interrupted run leaves no half-written entry.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ from torch import Tensor
 from himl_cpath.encoders import TileEncoder
 from himl_cpath.slide_table import BagSource, SlideRecord, TileFileBag
 from himl_cpath.tiling import TilingOptions
+from himl_kernel.atomic import atomic_write
 
 #: The cache format; entries of another one are encoded again.
 FORMAT = 2
@@ -184,10 +184,7 @@ def cache_features(
                 stored = encode_tile_files(record, encoder, batch_size=batch_size)
             else:
                 stored = encode_slide(record, encoder, options, batch_size=batch_size, backend=backend)
-            fd, temp = tempfile.mkstemp(prefix=f".{entry.name}.", dir=folder)
-            os.close(fd)
-            torch.save(stored, temp)
-            os.replace(temp, entry)
+            atomic_write(entry, partial(torch.save, stored))
             encoded += 1
     finally:
         encoder.train(was_training)

@@ -16,8 +16,8 @@ tiles cut two different ways.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +29,7 @@ from typing import Any
 
 from himl_cpath.slide_table import SlideRecord
 from himl_cpath.tiling import TileBlock, TilingOptions
+from himl_kernel.atomic import atomic_write_text
 from himl_kernel.errors import HimlError
 
 TILE_COLUMNS = ("slide_id", "tile_id", "image", "label", "tile_x", "tile_y", "occupancy")
@@ -152,12 +153,11 @@ class _InlineExecutor(Executor):
 
 
 def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    temporary = path.with_name(path.name + ".partial")
-    with temporary.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
