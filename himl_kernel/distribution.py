@@ -78,7 +78,7 @@ def inspect_kernel(distribution: metadata.Distribution | None = None) -> KernelI
     finds for ``himl``; tests pass a :class:`importlib.metadata.PathDistribution`
     of their own.
     """
-    from himl_kernel import __version__
+    from himl_kernel.version import __version__
 
     package_dir = Path(__file__).resolve().parent
     if distribution is None:
