@@ -60,26 +60,36 @@ def test_parallel_sweep_runs_trials_in_subprocesses(himl_home: Path) -> None:
         assert child.status == "FINISHED"
 
 
-def test_failing_trial_fails_the_sweep_but_keeps_the_others(himl_home: Path) -> None:
-    # an unknown logger name in the job's environment makes every trial fail inside the job
-    code = main(
-        [
-            "run",
-            "--model",
-            "PlainHelloWorld",
-            "--max_epochs",
-            "1",
-            "--crossval_count",
-            "2",
-            "--env",
-            "HIML_LOGGERS=nope",
-        ]
-    )
+FAILING_FOLD = """
+from himl_kernel.hello import PlainHelloWorld
+
+
+class FoldOneFails(PlainHelloWorld):
+    def run(self, run_info):
+        if self.crossval_index == 1:
+            raise RuntimeError("fold 1 fails on purpose")
+        super().run(run_info)
+"""
+
+
+def test_failing_trial_fails_the_sweep_but_keeps_the_others(
+    himl_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a container (by its dotted path) whose second fold raises inside the job; the first must still finish
+    modules = tmp_path / "user_code"
+    modules.mkdir()
+    (modules / "failing_fold.py").write_text(FAILING_FOLD, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(modules))
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    code = main(["run", "--model", "failing_fold.FoldOneFails", "--max_epochs", "1", "--crossval_count", "3"])
     assert code != 0
     store = RunStore()
-    parent = next(r for r in store.list_runs("PlainHelloWorld") if not r.parent_run_id)
+    parent = next(r for r in store.list_runs("failing_fold.FoldOneFails") if not r.parent_run_id)
     assert parent.status == "FAILED"
-    assert {c.status for c in store.children(parent.run_id)} == {"FAILED"}
+    statuses = {c.params["crossval_index"]: c.status for c in store.children(parent.run_id)}
+    assert statuses == {"0": "FINISHED", "1": "FAILED", "2": "FINISHED"}
+    finished = [c for c in store.children(parent.run_id) if c.status == "FINISHED"]
+    assert all("val/loss" in c.metrics for c in finished)
 
 
 def test_dry_run_prints_what_the_backend_receives_and_runs_nothing(
