@@ -170,7 +170,11 @@ def type_name(annotation: Any) -> str:
 
 
 def _flow_yaml(value: Any) -> str:
-    """A JSON-mode value as one line of YAML (flow style): what a typed option or a YAML reader reads back."""
+    """A JSON-mode value as one line of YAML (flow style) that any YAML reader reads back as this value.
+
+    Strings are always double-quoted (``"0E0"`` stays a string whichever YAML
+    resolver reads it), floats are exact (``repr``; ``.inf`` for infinity).
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:
@@ -183,11 +187,30 @@ def _flow_yaml(value: Any) -> str:
         return repr(value)
     if isinstance(value, int):
         return str(value)
-    import yaml
+    if isinstance(value, str):
+        return _quoted(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_quoted(str(k))}: {_flow_yaml(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_flow_yaml(v) for v in value) + "]"
+    raise HimlError(f"cannot write {type(value).__name__} value {value!r} on a command line")
 
-    text = yaml.safe_dump(value, default_flow_style=True, width=2**31 - 1)
-    text = text.rstrip("\n")
-    return text[: -len("\n...")] if text.endswith("\n...") else text
+
+def _quoted(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar: escapes for quotes, backslashes and what YAML would not keep."""
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or code in (0x2028, 0x2029, 0xFEFF, 0xFFFE, 0xFFFF):
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            raise HimlError(f"cannot write the lone surrogate {char!r} on a command line")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
 
 
 def _reads_as_itself(text: str) -> bool:
