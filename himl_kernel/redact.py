@@ -11,7 +11,11 @@ everything it prints (progress lines, one-line errors). It masks:
   ``AccountKey`` in a storage connection string, and names ending in
   ``_key``, ``_token``, ``_secret``, ``_password``, ``_sig`` or ``-token``...;
 - the value after a command-line option named like a secret
-  (``--sas-token VALUE``, ``--password VALUE``).
+  (``--sas-token VALUE``, ``--password VALUE``);
+- with :func:`mask_value`, the whole value of a param, tag or setting whose
+  own name says it is secret (``api_key``, ``HF_TOKEN``, ``password``); the
+  kernel's own ``himl.*`` and ``mlflow.*`` tags are exempt (``himl.resume_key``
+  is a digest the kernel looks runs up by).
 
 Each secret becomes ``***``; the rest of the text is left as it was, so a
 masked command line still shows what ran.
@@ -54,6 +58,22 @@ def mask_secrets(text: str) -> str:
     return _SECRET_OPTION.sub(lambda m: m.group("head") + MASK, masked)
 
 
+_SECRET_NAME = re.compile(rf"(?:.*[_.-])?(?:{_SECRET_WORDS})", re.IGNORECASE)
+_OWN_PREFIXES = ("himl.", "mlflow.")
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a param, tag, field or variable called ``name`` is secret by its name (``api_key``, ``HF_TOKEN``)."""
+    return not name.startswith(_OWN_PREFIXES) and _SECRET_NAME.fullmatch(name.strip("-")) is not None
+
+
+def mask_value(name: str, value: str) -> str:
+    """``value`` of the param or tag ``name``: all of it masked when the name says secret, else its secrets."""
+    if value and is_secret_name(name):
+        return MASK
+    return mask_secrets(value)
+
+
 def mask_arguments(args: list[str]) -> list[str]:
     """A command line, word by word, with secrets masked: the word after ``--token`` or ``--password`` too."""
     masked: list[str] = []
@@ -72,7 +92,10 @@ def mask_data(value: Any) -> Any:
     if isinstance(value, str):
         return mask_secrets(value)
     if isinstance(value, dict):
-        return {key: mask_data(item) for key, item in value.items()}
+        return {
+            key: mask_value(key, item) if isinstance(key, str) and isinstance(item, str) else mask_data(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list | tuple):
         if all(isinstance(item, str) for item in value):
             return type(value)(mask_arguments(list(value)))

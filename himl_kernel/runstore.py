@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse, urlsplit
 
 from himl_kernel.errors import HimlError
-from himl_kernel.redact import mask_secrets
+from himl_kernel.redact import mask_secrets, mask_value
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -218,7 +218,7 @@ class RunStore:
         tags: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
     ) -> StoredRun:
-        all_tags = {key: mask_secrets(str(value)) for key, value in (tags or {}).items()}
+        all_tags = {key: mask_value(key, str(value)) for key, value in (tags or {}).items()}
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
         experiment_id = self.experiment_id(experiment)
@@ -254,7 +254,7 @@ class RunStore:
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(str(k), _param_value(v)) for k, v in params.items()]
+        items = [Param(str(k), _param_value(str(k), v)) for k, v in params.items()]
         with self._faults("record params"):
             for start in range(0, len(items), 100):
                 self.client.log_batch(run_id, params=items[start : start + 100])
@@ -273,7 +273,7 @@ class RunStore:
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         with self._faults("set tags"):
             for key, value in tags.items():
-                self.client.set_tag(run_id, key, mask_secrets(str(value)))
+                self.client.set_tag(run_id, key, mask_value(key, str(value)))
 
     # -- lookups ---------------------------------------------------------------
     def get(self, run_id: str) -> StoredRun:
@@ -380,9 +380,9 @@ class RunStore:
         return Path(local)
 
 
-def _param_value(value: Any) -> str:
+def _param_value(name: str, value: Any) -> str:
     text = value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
-    return mask_secrets(text)[:6000]
+    return mask_value(name, text)[:6000]
 
 
 # What a failed store operation's message says, and what it means for the user: the disk, the permissions, the server.

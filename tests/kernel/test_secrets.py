@@ -40,11 +40,16 @@ def test_mask_secrets_hides_each_kind_of_credential(text: str, masked: str | Non
     assert mask_secrets(text) == expected
 
 
-def test_mask_data_reads_a_list_of_words_as_a_command_line() -> None:
-    job = {"args": ["--token", "T", "--epochs", "2", "--password", "--next"], "env": {"URL": "https://u:p@h"}}
+def test_mask_data_reads_a_list_of_words_as_a_command_line_and_secret_names() -> None:
+    job = {
+        "args": ["--token", "T", "--epochs", "2", "--password", "--next"],
+        "env": {"URL": "https://u:p@h", "HF_TOKEN": "hf_abc", "PATH": "/bin"},
+        "tags": {"himl.resume_key": "0123abcd", "num_keys": "3"},
+    }
     assert mask_data(job) == {
         "args": ["--token", "***", "--epochs", "2", "--password", "--next"],
-        "env": {"URL": "https://u:***@h"},
+        "env": {"URL": "https://u:***@h", "HF_TOKEN": "***", "PATH": "/bin"},
+        "tags": {"himl.resume_key": "0123abcd", "num_keys": "3"},  # the kernel's own tags, and plain names, stay
     }
 
 
@@ -86,6 +91,7 @@ def test_a_planted_credential_reaches_no_param_tag_message_or_log_through_submit
         "submit", "job.py",
         "--display-name", "copy of https://bob:PLANTED-PASSWORD-1@data.example.org/set",
         "--tag", "source=https://acc.blob.core.windows.net/c?sv=2022&sig=PLANTED-SIG-2",
+        "--tag", "access_token=PLANTED-TOKEN-3", "--env", "HF_TOKEN=PLANTED-TOKEN-3",
         "--", "--data", "https://acc.blob.core.windows.net/c?sv=2022&sig=PLANTED-SIG-2",
         "--token", "PLANTED-TOKEN-3", "--storage", "AccountName=a;AccountKey=PLANTED-KEY-4;",
     ]  # fmt: skip
@@ -96,6 +102,7 @@ def test_a_planted_credential_reaches_no_param_tag_message_or_log_through_submit
     assert run.name == "copy of https://bob:***@data.example.org/set"
     assert "sig=***" in run.tags["himl.command"] and "--token ***" in run.tags["himl.command"]
     assert run.tags["source"] == "https://acc.blob.core.windows.net/c?sv=2022&sig=***"
+    assert run.tags["access_token"] == "***"  # a tag whose name says secret is masked whole
     assert (run.artifact_folder / "logs" / "stdout.txt").read_text().startswith("$ ")  # type: ignore[operator]
     _assert_nowhere(home, done.stdout, done.stderr)
 
@@ -110,9 +117,10 @@ class Leaky(Container):
     """A model whose settings carry a URL with a password."""
 
     data_url: str = "https://example.org/data"
+    api_key: str = ""
 
     def run(self, run_info: RunInfo) -> None:
-        assert "PLANTED-PASSWORD-5" in self.data_url  # the model gets the real value
+        assert "PLANTED-PASSWORD-5" in self.data_url and self.api_key == "PLANTED-KEY-4"  # the model gets them
         (run_info.output_folder / "done.txt").write_text("ok")
 
 
@@ -128,9 +136,10 @@ def test_a_credential_in_a_model_field_is_masked_in_params_and_messages(
     host = build_host(autoload=False, extra_plugins={"leaky": _LeakyPlugin()}, environ={})
     monkeypatch.setattr("himl_kernel.plugins.build_host", lambda **_: host)
     url = "https://carol:PLANTED-PASSWORD-5@data.example.org/set?x=1"
-    assert main(["run", "--model", "Leaky", "--data_url", url]) == 0
+    assert main(["run", "--model", "Leaky", "--data_url", url, "--api_key", "PLANTED-KEY-4"]) == 0
     (run,) = _all_runs(himl_home)
     assert run.params["data_url"] == "https://carol:***@data.example.org/set?x=1"
+    assert run.params["api_key"] == "***"  # a field whose name says secret is masked whole
     out, err = capsys.readouterr()
     _assert_nowhere(himl_home, out, err)
 
