@@ -14,7 +14,19 @@ import textwrap
 from pathlib import Path
 
 #: Top-level packages that only the commands using them may import.
-HEAVY = ("torch", "lightning", "pytorch_lightning", "mlflow", "azure", "azureml", "sqlalchemy", "pandas", "monai")
+HEAVY = (
+    "torch",
+    "lightning",
+    "pytorch_lightning",
+    "mlflow",
+    "azure",
+    "azureml",
+    "sqlalchemy",
+    "pandas",
+    "monai",
+    "transformers",
+    "timm",
+)
 
 PROBE = textwrap.dedent(
     """

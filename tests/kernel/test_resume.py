@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -43,11 +45,18 @@ def test_rerun_after_sigkill_continues_the_same_run_in_the_same_folder(tmp_path:
     (tmp_path / "sleep_once").write_text("")
     first = subprocess.Popen(command, cwd=tmp_path, env=_env(home), stdout=subprocess.PIPE, text=True)
     assert first.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in first.stdout or ()], daemon=True)
+    reader.start()
     deadline = time.monotonic() + 120
-    for line in first.stdout:
-        if line.startswith("attempt 1") or time.monotonic() > deadline:
-            break
+    started = False
+    while not started and time.monotonic() < deadline:
+        try:
+            started = lines.get(timeout=1).startswith("attempt 1")
+        except queue.Empty:
+            continue
     first.send_signal(signal.SIGKILL)
+    assert started, "the job never printed 'attempt 1' within 120 s"
     first.wait(timeout=30)
 
     store = RunStore(home=home)
