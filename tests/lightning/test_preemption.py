@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from himl_kernel.lightning.checkpointing import RECOVERY_PATTERN
@@ -50,6 +51,7 @@ def start_and_kill(store: Store, log: Path, rng: random.Random, outputs: Path | 
     return outputs, log.read_text()
 
 
+@pytest.mark.slow
 def test_five_sigkills_and_reruns_end_with_the_weights_and_metrics_of_an_uninterrupted_run(tmp_path: Path) -> None:
     calm = Store(tmp_path / "calm_home", tmp_path)
     done = calm.himl(*COMMAND)
