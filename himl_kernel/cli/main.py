@@ -108,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     verbose, command, before, rest = _split_global(args)
     try:
-        return _dispatch(verbose, command, before, rest)
+        code = _dispatch(verbose, command, before, rest)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `himl run --dry-run | head`: whoever read our output has gone
+        from himl_kernel.cli.runs_cmd import stdout_closed
+
+        return stdout_closed()
     except HimlError as exc:
         if verbose:
             traceback.print_exc()
