@@ -96,6 +96,11 @@ class EveryKind(Kinds, CrossValidation, Container):
 # -- strategies from annotations ---------------------------------------------------------------------------------
 
 TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
+#: Strings that YAML, JSON or argparse would read as something else if written bare.
+AWKWARD_TEXT = [
+    "1", "0E0", "1e3", "0x10", "1_000", ".inf", "null", "none", "None", "~", "true", "yes", "on", "2026-01-01",
+    "-x", "--x", "[1]", "{a: 1}", "a: b", "# c", "&x", "*x", "!tag", "'a'", '"a"', "a,b", " ", "", "\u2028",
+]  # fmt: skip
 
 
 def _bounds(metadata: list[Any]) -> dict[str, Any]:
@@ -142,9 +147,9 @@ def strategy_for(annotation: Any, metadata: list[Any] | None = None) -> st.Searc
             allow_infinity=low is None or high is None,
         )
     if annotation is str:
-        return st.one_of(TEXT, st.sampled_from(["1", "null", "none", "true", "-x", "[1]", "a,b", " ", "", "~"]))
+        return st.one_of(TEXT, st.sampled_from(AWKWARD_TEXT))
     if annotation is Path:
-        return st.one_of(TEXT, st.sampled_from(["/data/a", "a,b", "-x", "null"])).map(Path)
+        return st.one_of(TEXT, st.sampled_from(["/data/a", *AWKWARD_TEXT])).map(Path)
     if origin is Literal:
         return st.sampled_from(get_args(annotation))
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
