@@ -285,7 +285,7 @@ class Registry(Generic[T]):
             )
         offered = sorted({f"{e.qualifier}:{e.name}" for e in candidates if e.name == name})
         if not offered:
-            raise self._unknown(name)
+            raise self._unknown(text)  # the whole DIST:NAME, so `os:system` is not reported as 'system'
         raise HimlError(
             f"no plugin or distribution {owner!r} registers {self.kind} {name!r}; known: {', '.join(offered)}"
         )

@@ -381,6 +381,13 @@ def test_a_name_that_is_no_dotted_path_is_an_unknown_model(name: str) -> None:
         host.containers.get(name)
 
 
+def test_a_module_and_function_in_model_syntax_is_an_unknown_model_and_never_called() -> None:
+    host = fresh_host()
+
+    with pytest.raises(UnknownNameError, match="unknown model 'os:system'"):
+        host.containers.get("os:system")
+
+
 # --- named registries ------------------------------------------------------------------
 
 
