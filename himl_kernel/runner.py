@@ -21,12 +21,21 @@ def run_container(host: PluginHost, container: Container, run_info: RunInfo) -> 
     Its resolved fields go to ``outputs/config.yaml`` first, in the form
     ``himl run --model NAME --config outputs/config.yaml`` reads back.
     """
+    import sys
+
+    from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+    from himl_kernel.errors import HimlError
     from himl_kernel.fields import write_config
 
-    write_config(container, run_info.output_folder / CONFIG_FILE)
+    try:
+        write_config(container, run_info.output_folder / CONFIG_FILE)
+    except (PydanticSerializationError, HimlError) as exc:  # a field of a type YAML cannot hold: say so, and run
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"himl: warning: outputs/{CONFIG_FILE} not written: {first}", file=sys.stderr)
     active = activate(run_info, host)
     try:
-        params = flat_params(container.model_dump(mode="json"))
+        params = flat_params(to_jsonable_python(container, fallback=repr))  # an opaque value: its repr
         for sink in active.sinks:
             sink.log_params(params)
         container.run(run_info)

@@ -145,3 +145,36 @@ def test_no_registered_container_clashes_with_an_option(himl_home: Path) -> None
     assert any(owner.startswith("plugin ") for owner in taken.values())
     for name in host.containers.names():
         check_option_clashes(host.containers.get(name), taken, model_name=name)
+
+
+class Opaque:
+    """A value pydantic cannot write as JSON."""
+
+
+class HoldsAnOpaqueValue(Container):
+    """A container with a field YAML cannot hold."""
+
+    handle: Opaque | None = None
+
+    def run(self, run_info: object) -> None:
+        (Path(run_info.output_folder) / "ran.txt").write_text("yes", encoding="utf-8")  # type: ignore[attr-defined]
+
+
+def test_a_run_whose_fields_yaml_cannot_hold_warns_and_still_runs(
+    himl_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from himl_kernel.runinfo import RunInfo
+    from himl_kernel.runner import run_container
+    from himl_kernel.testing import fresh_host
+
+    store = RunStore()
+    stored = store.create_run("Opaque", "opaque")
+    outputs, logs = store.folders(stored)
+    info = RunInfo(
+        run_id=stored.run_id, backend="local", output_folder=outputs, logs_folder=logs, tracking_uri=store.tracking_uri
+    )
+    run_container(fresh_host(), HoldsAnOpaqueValue(handle=Opaque()), info)
+    assert store.get(stored.run_id).params["handle"].startswith("<tests.kernel.test_run_config.Opaque object")
+    assert (outputs / "ran.txt").read_text(encoding="utf-8") == "yes" and not (outputs / "config.yaml").exists()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "config.yaml" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("himl: warning: outputs/config.yaml not written: ")
