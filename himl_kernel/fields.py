@@ -50,7 +50,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, PydanticSchemaGenerationError, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from himl_kernel.errors import HimlError
 
@@ -581,7 +582,13 @@ def non_default_arguments(instance: BaseModel, exclude: set[str] | None = None) 
         value = getattr(instance, name)
         if not info.is_required() and _same(value, info.get_default(call_default_factory=True)):
             continue
-        text = cli_text(info.annotation, value)
+        try:
+            text = cli_text(info.annotation, value)
+        except (PydanticSerializationError, PydanticSchemaGenerationError):
+            raise HimlError(
+                f"field {name!r} of {type(instance).__name__} holds a {type(value).__name__}, which cannot be "
+                "passed to a job on its command line"
+            ) from None
         args += [f"--{name}={text}"] if text.startswith("-") else [f"--{name}", text]
     return args
 

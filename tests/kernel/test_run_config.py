@@ -178,3 +178,14 @@ def test_a_run_whose_fields_yaml_cannot_hold_warns_and_still_runs(
     assert (outputs / "ran.txt").read_text(encoding="utf-8") == "yes" and not (outputs / "config.yaml").exists()
     warnings = [line for line in capsys.readouterr().err.splitlines() if "config.yaml" in line]
     assert len(warnings) == 1 and warnings[0].startswith("himl: warning: outputs/config.yaml not written: ")
+
+
+def test_a_field_value_that_cannot_go_on_a_command_line_is_one_line() -> None:
+    from himl_kernel.errors import HimlError
+    from himl_kernel.fields import non_default_arguments
+
+    with pytest.raises(HimlError) as info:
+        non_default_arguments(HoldsAnOpaqueValue(handle=Opaque()))
+    assert str(info.value) == (
+        "field 'handle' of HoldsAnOpaqueValue holds a Opaque, which cannot be passed to a job on its command line"
+    )
