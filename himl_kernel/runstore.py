@@ -138,7 +138,7 @@ class RunStore:
             _quiet_mlflow()
             db = storefile.sqlite_path_of(self.tracking_uri)
             if self.is_default_store:
-                storefile.make_private_folder(self.home, f"{ENV_HOME}")
+                storefile.make_private_folder(self.home, ENV_HOME)
             scheme = urlsplit(self.tracking_uri).scheme.lower()
             if scheme in ("http", "https"):
                 for name, value in HTTP_DEFAULTS.items():
@@ -163,7 +163,8 @@ class RunStore:
                     except Exception as exc:
                         if _fault_of(exc) is not None:
                             raise
-                        raise HimlError(f"cannot open the run store {self.display_uri}: {_first_line(exc)}") from exc
+                        first = mask_secrets(_first_line(exc))
+                        raise HimlError(f"cannot open the run store {self.display_uri}: {first}") from exc
         return self._client
 
     @contextlib.contextmanager
