@@ -9,6 +9,7 @@ descriptors but no plugin implementation.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
 from collections.abc import Callable
@@ -93,6 +94,23 @@ def _split_global(argv: list[str]) -> tuple[bool, str | None, list[str], list[st
     return verbose, None, before, []
 
 
+def stdout_closed() -> int:
+    """The reader of our output went away (``himl runs list | head -1``): stop quietly, as ``cat`` does.
+
+    What is still buffered for stdout is dropped (stdout now goes to the null
+    device, so the interpreter's last flush cannot fail), and the exit code is
+    the shell's for a process ended by SIGPIPE.
+    """
+    import os
+    import signal
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 128 + int(getattr(signal, "SIGPIPE", 13))
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``himl`` command; ``argv`` defaults to ``sys.argv[1:]``.
 
@@ -112,8 +130,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # here, where a closed pipe can still be handled, not at interpreter exit
         return code
     except BrokenPipeError:  # `himl run --dry-run | head`: whoever read our output has gone
-        from himl_kernel.cli.runs_cmd import stdout_closed
-
         return stdout_closed()
     except HimlError as exc:
         if verbose:

@@ -8,7 +8,6 @@ commands work on the local SQLite store and on any MLflow tracking server
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import json
@@ -71,37 +70,14 @@ def configure_runs(parser: argparse.ArgumentParser, host: PluginHost) -> None:
 def run_runs(args: argparse.Namespace, host: PluginHost) -> int:
     from himl_kernel.runstore import RunStore
 
-    try:
-        if args.runs_command == "download":
-            code = _download(args, RunStore(), host)
-        else:
-            handlers: dict[str, Callable[[argparse.Namespace, RunStore], int]] = {
-                "list": _list,
-                "show": _show,
-                "aggregate": _aggregate,
-            }
-            code = handlers[args.runs_command](args, RunStore())
-        sys.stdout.flush()  # here, where a closed pipe can still be handled, not at interpreter exit
-    except BrokenPipeError:
-        return stdout_closed()
-    return code
-
-
-def stdout_closed() -> int:
-    """The reader of our output went away (``himl runs list | head -1``): stop quietly, as ``cat`` does.
-
-    What is still buffered for stdout is dropped (stdout now goes to the null
-    device, so the interpreter's last flush cannot fail), and the exit code is
-    the shell's for a process ended by SIGPIPE.
-    """
-    import os
-    import signal
-
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    return 128 + int(getattr(signal, "SIGPIPE", 13))
+    if args.runs_command == "download":
+        return _download(args, RunStore(), host)
+    handlers: dict[str, Callable[[argparse.Namespace, RunStore], int]] = {
+        "list": _list,
+        "show": _show,
+        "aggregate": _aggregate,
+    }
+    return handlers[args.runs_command](args, RunStore())  # a closed stdout is handled by himl's main
 
 
 # -- list ------------------------------------------------------------------------
