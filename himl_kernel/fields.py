@@ -344,6 +344,7 @@ def _cached_parser(model: type[BaseModel], prog: str) -> ArgumentParser:
         exit_on_error=False,
         formatter_class=_help_formatter(),
         add_help=True,
+        allow_abbrev=False,  # --max_epoch is a typo, not --max_epochs
         default_env=False,  # fields come from the command line and --config only, never from JSONARGPARSE_* settings
     )
     groups: dict[type, Any] = {}

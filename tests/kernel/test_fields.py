@@ -170,6 +170,8 @@ def test_help_groups_fields_by_the_class_that_declares_them_with_types_and_real_
 def test_unknown_option_suggests_the_close_field() -> None:
     with pytest.raises(HimlError, match=r"unrecognized arguments: --lrr 3 \(did you mean --lr\?\)"):
         parse_fields(Example, ["--lrr", "3"])
+    with pytest.raises(HimlError, match=r"unrecognized arguments: --epoch 3 \(did you mean --epochs\?\)"):
+        parse_fields(Example, ["--epoch", "3"])  # no abbreviations: a prefix is a typo
 
 
 def test_a_field_that_would_shadow_someone_elses_option_is_refused() -> None:
