@@ -97,7 +97,11 @@ def test_crossval_model_with_datasets_on_two_nodes_is_one_sweep_job(
     )
     assert trial["distribution"] == {"processCountPerInstance": 1, "distributionType": "Mpi"}
     assert trial["resources"] == {"instanceCount": 2, "properties": {}, "shmSize": "100g"}
-    assert trial["environmentVariables"] == {"HIML_TEST": "1", "HIML_TARGET_FOLDERS": '{"INPUT_1": "/tmp/labels"}'}
+    assert trial["environmentVariables"] == {
+        "HIML_TEST": "1",
+        "HIML_TARGET_FOLDERS": '{"INPUT_1": "/tmp/labels"}',
+        "HIML_WIRE_FORMAT": "1",
+    }
     env_name = control_plane.registered_environments[0]["name"]
     assert trial["environmentId"] == f"azureml:{env_name}:1"
     assert env_name.startswith("himl-")

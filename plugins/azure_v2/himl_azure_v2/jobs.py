@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from himl_azure_v2.workspace import DEFAULT_DATASTORE
 from himl_kernel.errors import HimlError
+from himl_kernel.runinfo import ENV_WIRE_FORMAT, WIRE_FORMAT
 from himl_kernel.sweep import Uniform
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def build_azure_job(spec: JobSpec, settings: AzureSettings) -> Job:
             inputs[name] = first
             text += f" --{name} ${{{{inputs.{name}}}}}"
     timeout = int(spec.max_run_duration_s) if spec.max_run_duration_s else None
-    env_vars = dict(spec.env_vars)
+    env_vars = {**spec.env_vars, ENV_WIRE_FORMAT: str(WIRE_FORMAT)}  # the job refuses a format it cannot read
     targets = target_folders(spec)
     if targets:
         import json
