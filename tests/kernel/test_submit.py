@@ -42,7 +42,7 @@ def test_himl_submit_runs_a_script_that_shows_in_runs_list_and_downloads(tmp_pat
     squares = list(dest.rglob("squares.csv"))
     assert len(squares) == 1
     assert squares[0].read_text().splitlines()[-1] == "9,81"
-    assert (dest / "logs" / "stdout.txt").is_file() or list(dest.rglob("stdout.txt"))
+    assert "sum of squares below 10 is 285" in (dest / "logs" / "stdout.txt").read_text()
 
 
 def test_script_run_plainly_records_a_local_run_in_process(tmp_path: Path) -> None:
