@@ -27,6 +27,18 @@ JOB_VARIABLES = (
     "HIML_LOGGERS",
     "MLFLOW_RUN_ID",
     "MLFLOW_TRACKING_URI",
+    "HIML_WIRE_FORMAT",
+    # a test is one process unless it starts more: no rank of an outer torchrun, MPI or Lightning launch
+    "RANK",
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "GROUP_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "OMPI_COMM_WORLD_RANK",
+    "OMPI_COMM_WORLD_LOCAL_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+    "OMPI_COMM_WORLD_LOCAL_SIZE",
 )
 
 

@@ -24,25 +24,6 @@ from himl_kernel.recovery import (
 from himl_kernel.runinfo import RunInfo
 from himl_kernel.runstore import RunStore
 
-RANK_VARIABLES = (
-    "RANK",
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "GROUP_RANK",
-    "WORLD_SIZE",
-    "LOCAL_WORLD_SIZE",
-    "OMPI_COMM_WORLD_RANK",
-    "OMPI_COMM_WORLD_LOCAL_RANK",
-    "OMPI_COMM_WORLD_SIZE",
-    "OMPI_COMM_WORLD_LOCAL_SIZE",
-)
-
-
-@pytest.fixture(autouse=True)
-def _single_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in RANK_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
 
 def stored_run(himl_home: Path) -> tuple[RunStore, RunInfo]:
     store = RunStore()
