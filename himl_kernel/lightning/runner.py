@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lightning.pytorch import Callback, LightningModule, Trainer
     from lightning.pytorch.profilers import Profiler
 
+    from himl_kernel.lightning.flavour import Flavour
     from himl_kernel.lightning.settings import TrainingSettings
     from himl_kernel.runinfo import RunInfo
 
@@ -79,23 +80,27 @@ def _accelerator_and_devices(container: TrainingSettings) -> tuple[str, int]:
     return "cpu", container.devices or 1
 
 
-def _profiler(container: TrainingSettings, folder: Path) -> Profiler | None:
+def _profiler(container: TrainingSettings, folder: Path, flavour: Flavour) -> Profiler | None:
     if container.pl_profiler is None:
         return None
-    from lightning.pytorch.profilers import AdvancedProfiler, PyTorchProfiler, SimpleProfiler
-
     folder.mkdir(parents=True, exist_ok=True)
-    if container.pl_profiler == "simple":
-        return SimpleProfiler(dirpath=folder, filename="profile")
-    if container.pl_profiler == "advanced":
-        return AdvancedProfiler(dirpath=folder, filename="profile")
-    return PyTorchProfiler(dirpath=folder, filename="profile")
+    name = {"simple": "SimpleProfiler", "advanced": "AdvancedProfiler"}.get(container.pl_profiler, "PyTorchProfiler")
+    profiler: Profiler = flavour.attribute("profilers", name)(dirpath=folder, filename="profile")
+    return profiler
 
 
-def create_trainer(container: TrainingSettings, run_info: RunInfo) -> Trainer:
-    """The Trainer for this container and run: loggers, checkpoints, callbacks, devices."""
-    from lightning.pytorch import Trainer
-    from lightning.pytorch.callbacks import ModelCheckpoint
+def create_trainer(container: TrainingSettings, run_info: RunInfo, flavour: Flavour | None = None) -> Trainer:
+    """The Trainer for this container and run: loggers, checkpoints, callbacks, devices.
+
+    ``flavour`` is the Lightning package of the model (see
+    :mod:`himl_kernel.lightning.flavour`); the Trainer and every callback are
+    that package's. Default: ``lightning.pytorch``.
+    """
+    from himl_kernel.lightning.flavour import LIGHTNING, Flavour, check_same_flavour
+
+    flavour = flavour or Flavour(LIGHTNING)
+    adapt = flavour.adapt
+    ModelCheckpoint = flavour.attribute("callbacks", "ModelCheckpoint")
 
     from himl_kernel.lightning.callbacks import BatchTimeCallback, LineProgressBar
     from himl_kernel.lightning.checkpointing import AtomicCheckpointIO, RecoveryCheckpoint
@@ -108,7 +113,7 @@ def create_trainer(container: TrainingSettings, run_info: RunInfo) -> Trainer:
     # (Lightning's save_last only writes when a top-k checkpoint was written too).
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=folder, filename=LAST_CHECKPOINT.removesuffix(".ckpt"), enable_version_counter=False),
-        BatchTimeCallback(),
+        adapt(BatchTimeCallback)(),
     ]
     if metric:
         best = ModelCheckpoint(
@@ -122,10 +127,12 @@ def create_trainer(container: TrainingSettings, run_info: RunInfo) -> Trainer:
         )
         callbacks.append(best)
     if container.autosave_every_n_val_epochs > 0 and not container.pl_fast_dev_run:
-        callbacks.append(RecoveryCheckpoint(folder, container.autosave_every_n_val_epochs))
+        callbacks.append(adapt(RecoveryCheckpoint)(folder, container.autosave_every_n_val_epochs))
     if not sys.stdout.isatty():
-        callbacks.append(LineProgressBar())
-    callbacks.extend(container.get_callbacks())
+        callbacks.append(adapt(LineProgressBar)())
+    for callback in container.get_callbacks():
+        check_same_flavour(flavour, callback, "Callback", f"get_callbacks()'s {type(callback).__name__}")
+        callbacks.append(callback)
 
     accelerator, devices = _accelerator_and_devices(container)
     mixed = "16-mixed" if accelerator == "gpu" else "bf16-mixed"
@@ -142,10 +149,10 @@ def create_trainer(container: TrainingSettings, run_info: RunInfo) -> Trainer:
         "devices": devices,
         "strategy": container.strategy,
         "precision": precision,
-        "logger": [RunLogger(run_info)],
+        "logger": [adapt(RunLogger)(run_info)],
         "callbacks": callbacks,
-        "plugins": [AtomicCheckpointIO()],
-        "profiler": _profiler(container, run_info.output_folder / PROFILER_FOLDER),
+        "plugins": [adapt(AtomicCheckpointIO)()],
+        "profiler": _profiler(container, run_info.output_folder / PROFILER_FOLDER, flavour),
         "enable_model_summary": False,
     }
     for name, value in (
@@ -156,7 +163,8 @@ def create_trainer(container: TrainingSettings, run_info: RunInfo) -> Trainer:
         if value is not None:
             arguments[name] = value
     arguments.update(container.get_trainer_arguments())
-    return Trainer(**arguments)
+    trainer: Trainer = flavour.attribute("", "Trainer")(**arguments)
+    return trainer
 
 
 def _seed(container: TrainingSettings) -> int:
@@ -203,9 +211,10 @@ def _run_training(container: TrainingSettings, run_info: RunInfo) -> None:
             what = "--run_inference_only" if container.run_inference_only else "--mode eval_full"
             raise HimlError(f"{what} needs --src_checkpoint: the checkpoint whose model is tested")
         data = container.get_eval_data_module() if container.mode == "eval_full" else container.get_data_module()
-        trainer = create_trainer(container, run_info)
+        model = container.create_model()
+        trainer = create_trainer(container, run_info, _flavour(model, data))
         _say(f"inference with {source}")
-        _test(container, trainer, container.create_model(), data, source)
+        _test(container, trainer, model, data, source)
         _regression_test(container, run_info)
         return
 
@@ -228,7 +237,7 @@ def _run_training(container: TrainingSettings, run_info: RunInfo) -> None:
     elif source is not None:
         _load_weights(model, source)
         _say(f"starting from the weights of {source}")
-    trainer = create_trainer(container, run_info)
+    trainer = create_trainer(container, run_info, _flavour(model, data))
     trainer.fit(model, datamodule=data, ckpt_path=str(start) if start is not None else None)
 
     to_test: Path | None = None
@@ -238,6 +247,15 @@ def _run_training(container: TrainingSettings, run_info: RunInfo) -> None:
             raise HimlError(f"the checkpoint to test, {to_test}, was not written; check get_checkpoint_to_test()")
     _test(container, trainer, model, data, to_test)
     _regression_test(container, run_info)
+
+
+def _flavour(model: object, data: object) -> Flavour:
+    """The Lightning package of ``model``; a data module of the other one is refused in one line."""
+    from himl_kernel.lightning.flavour import check_same_flavour, flavour_of
+
+    flavour = flavour_of(model)
+    check_same_flavour(flavour, data, "LightningDataModule", "get_data_module()'s result")
+    return flavour
 
 
 def _load_weights(model: LightningModule, path: Path) -> None:
