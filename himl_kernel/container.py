@@ -23,6 +23,21 @@ such a field (``num_nodes``, ``cluster``), the kernel's option is the one: it
 sizes the job, and code inside the job reads the result from the run (the
 process's rank and world size, ``run_info``), not from a field.
 
+hi-ml's containers set some fields in ``__init__``, after
+``super().__init__()``; that works here too::
+
+    class MyHimlExperiment(LightningContainer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.local_datasets = [Path("/data/panda")]
+            self.max_epochs = 30
+
+What ``__init__`` sets is the class's effective default: ``himl run`` builds
+the container by calling ``__init__`` with no arguments, then sets the values
+of the command line and the config file on top (they win, as in hi-ml). Such an
+``__init__`` must be callable with no arguments; it may take ``**kwargs`` and
+pass them to ``super().__init__``.
+
 Every run writes its resolved fields to ``outputs/config.yaml``; ``himl run
 --model NAME --config outputs/config.yaml`` runs the same configuration again.
 
@@ -32,9 +47,13 @@ on this class.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import Self
 
 if TYPE_CHECKING:
     from himl_kernel.datasets import DatasetConfig
@@ -46,6 +65,28 @@ class Container(BaseModel):
     """Base class of all experiment configurations."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """Validate ``obj`` (field values) into a container; pydantic's, plus hi-ml-style ``__init__``.
+
+        For a class with its own ``__init__`` the values start from what a
+        no-argument ``cls()`` holds (the fields ``__init__`` sets), and those
+        in ``obj`` replace them.
+        """
+        if not isinstance(obj, Mapping) or not has_own_init(cls):
+            return super().model_validate(obj, **kwargs)
+        base = effective_defaults_instance(cls)
+        values = {name: getattr(base, name) for name in cls.model_fields}
+        values.update(obj)
+        # pydantic's validation would call __init__(**values), which a hi-ml __init__ does not take (or
+        # overrides after super().__init__): validate as the same class without that __init__
+        checked = _without_init(cls).model_validate(values, **kwargs)
+        result = cls.model_construct(checked.model_fields_set, **{name: getattr(checked, name) for name in values})
+        private = base.__pydantic_private__
+        if private and result.__pydantic_private__ is not None:
+            result.__pydantic_private__.update(private)  # what __init__ set in private attributes too
+        return result
 
     def get_input_datasets(self) -> list[DatasetConfig]:
         """Datasets the job reads; their folders arrive as ``run_info.input_datasets``."""
@@ -63,9 +104,79 @@ class Container(BaseModel):
         """Tags to put on the run, on top of those the kernel sets."""
         return {}
 
+    def make_paths_absolute(self, base: Path) -> None:
+        """Make relative paths in the fields absolute against ``base``, the folder the job started in.
+
+        The container runs in its outputs folder (see :mod:`himl_kernel.runner`),
+        so a relative path would otherwise name something else. Fields holding a
+        path, or a list or tuple of paths, are changed; override to add others.
+        """
+
+        def absolute(value: Any) -> Any:
+            if isinstance(value, Path):
+                return value if value.is_absolute() else base / value
+            if isinstance(value, (list, tuple)) and any(isinstance(item, Path) for item in value):
+                return type(value)(absolute(item) for item in value)
+            return value
+
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            new = absolute(value)
+            if new is not value:
+                setattr(self, name, new)
+
     def run(self, run_info: RunInfo) -> None:
         """Do the experiment's work inside the job."""
         raise NotImplementedError(f"{type(self).__name__} must implement run()")
+
+
+def has_own_init(cls: type[BaseModel]) -> bool:
+    """Whether ``cls`` (or a class between it and pydantic) defines ``__init__``, as hi-ml's containers do."""
+    return cls.__init__ is not BaseModel.__init__
+
+
+@functools.cache
+def _without_init(cls: type[Container]) -> type[Container]:
+    """``cls`` with pydantic's own ``__init__``: validates the same fields with the same validators."""
+    namespace = {"__init__": BaseModel.__init__, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    plain: type[Container] = type(cls.__name__, (cls,), namespace)
+    return plain
+
+
+def effective_defaults_instance(cls: type[Container]) -> Container:
+    """``cls()``: the container with only what its own ``__init__`` sets; a bad ``__init__`` is one line."""
+    from pydantic import ValidationError
+
+    from himl_kernel.errors import HimlError
+
+    try:
+        return cls()
+    except TypeError as exc:
+        raise HimlError(
+            f"{cls.__name__}() failed: {exc}; a container's __init__ must be callable with no arguments "
+            "(set fields after super().__init__(), as hi-ml's containers do)"
+        ) from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(model)'}: {' '.join(err['msg'].split())}"
+            for err in exc.errors()
+        )
+        raise HimlError(f"{cls.__name__}.__init__ sets a field wrongly: {problems}") from None
+
+
+def effective_defaults(cls: type[BaseModel]) -> dict[str, Any]:
+    """The value of each field of ``cls`` before any option: its ``__init__``'s when it has one, else the default.
+
+    Fields without a default are left out.
+    """
+    if isinstance(cls, type) and issubclass(cls, Container) and has_own_init(cls):
+        base = effective_defaults_instance(cls)
+        return {name: getattr(base, name) for name in cls.model_fields}
+    return {
+        name: info.get_default(call_default_factory=True)
+        for name, info in cls.model_fields.items()
+        if not info.is_required()
+    }
 
 
 class CrossValidation(BaseModel):

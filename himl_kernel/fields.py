@@ -574,14 +574,19 @@ def non_default_arguments(instance: BaseModel, exclude: set[str] | None = None) 
 
     The text of each value is what :func:`parse_fields` reads back to the same
     value (cross-validation children, sweeps, dry runs and remote jobs get
-    these); a value that starts with ``-`` is written ``--name=value``.
+    these); a value that starts with ``-`` is written ``--name=value``. A
+    container whose ``__init__`` sets fields (hi-ml style) is compared with
+    what its ``__init__`` sets, which the rebuilt container starts from.
     """
+    from himl_kernel.container import effective_defaults
+
+    defaults = effective_defaults(type(instance))
     args: list[str] = []
     for name, info in type(instance).model_fields.items():
         if exclude and name in exclude:
             continue
         value = getattr(instance, name)
-        if not info.is_required() and _same(value, info.get_default(call_default_factory=True)):
+        if name in defaults and _same(value, defaults[name]):
             continue
         try:
             text = cli_text(info.annotation, value)

@@ -43,8 +43,11 @@ def run_run(args: argparse.Namespace, host: PluginHost) -> int:
     from himl_kernel.errors import HimlError
     from himl_kernel.fields import build_parser, check_option_clashes
     from himl_kernel.job import Entry
-    from himl_kernel.runner import load_container, run_container
+    from himl_kernel.runner import load_container, return_to_launch_folder, run_container
 
+    # a process a running container started (a DDP worker re-running this command) reads
+    # its command line where the job started, not in the outputs folder the container runs in
+    return_to_launch_folder()
     # Second phase: the job options (with the plugins' own) from what is left.
     parser = HimlArgumentParser(prog="himl run", add_help=False)
     add_job_options(parser, host, "run")

@@ -262,6 +262,13 @@ class LightningContainer(TrainerParams, OptimizerParams, WorkflowParams, Dataset
     def get_tags(self) -> dict[str, str]:
         return {"himl.layer": "lightning"}
 
+    def make_paths_absolute(self, base: Path) -> None:
+        """The path fields, and ``src_checkpoint`` when it names a file relative to ``base``."""
+        super().make_paths_absolute(base)
+        reference = self.src_checkpoint.strip()
+        if reference and not Path(reference).is_absolute() and (base / reference).is_file():
+            self.src_checkpoint = str(base / reference)
+
     def run(self, run_info: RunInfo) -> None:
         from himl_kernel.lightning.runner import run_training
 
