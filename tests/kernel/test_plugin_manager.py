@@ -220,7 +220,7 @@ def test_an_explicit_pick_that_matches_nothing_lists_what_does(capsys: pytest.Ca
     assert (
         str(excinfo.value) == "no plugin or distribution 'gamma' registers model 'Twin'; known: alpha:Twin, beta:Twin"
     )
-    with pytest.raises(UnknownNameError, match="unknown model 'Nothing'"):
+    with pytest.raises(UnknownNameError, match="unknown model 'alpha:Nothing'"):
         host.containers.entry("alpha:Nothing")
     with pytest.raises(HimlError, match="expected DIST:NAME or PLUGIN:NAME"):
         host.containers.entry(":Twin")

@@ -59,21 +59,40 @@ def _one_error(done: subprocess.CompletedProcess[str]) -> str:
 # -- kills and concurrency -----------------------------------------------------------
 
 
+def _time_to_make_a_store(home: Path, cwd: Path) -> float:
+    child = subprocess.Popen(
+        [sys.executable, "-c", FIRST_USE], cwd=cwd, env=_env(home), stdout=subprocess.PIPE, text=True
+    )
+    own = home / f"mlflow.db.creating-{child.pid}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None and not own.exists():
+        time.sleep(0.01)
+    began = time.monotonic()
+    while time.monotonic() < deadline and child.poll() is None and not (home / "mlflow.db").exists():
+        time.sleep(0.005)
+    made = time.monotonic() - began  # the temporary file is renamed into place as the last step of making it
+    child.communicate(timeout=300)
+    assert child.returncode == 0 and (home / "mlflow.db").exists()
+    return made
+
+
 @pytest.mark.slow
 def test_sigkill_at_any_moment_of_the_first_use_leaves_a_usable_store(tmp_path: Path) -> None:
     home = tmp_path / "home"
     db = home / "mlflow.db"
-    # Each kill lands this long after the store's making began (its temporary file appeared): MLflow's
-    # migrations take seconds, so the kills fall early, in the middle and late in them.
-    delays = (0.0, 0.05, 0.2, 0.5, 0.9, 1.3, 1.8, 2.4, 3.0, 0.1)
+    # How long making a store takes here, from its temporary file's appearance to its rename into place,
+    # so that the kills fall early, in the middle and late in it whatever the machine's speed.
+    span = _time_to_make_a_store(tmp_path / "calibration", tmp_path)
+    delays = [span * f for f in (0.0, 0.03, 0.1, 0.2, 0.3, 0.45, 0.6, 0.7, 0.8, 0.05)]
     killed_while_making = 0
     for delay in delays:
         child = subprocess.Popen(
             [sys.executable, "-c", FIRST_USE], cwd=tmp_path, env=_env(home),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        own = home / f"mlflow.db.creating-{child.pid}"  # this child's, not one an earlier killed child left
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and child.poll() is None and not list(home.glob("mlflow.db.creating-*")):
+        while time.monotonic() < deadline and child.poll() is None and not own.exists():
             time.sleep(0.01)
         time.sleep(delay)
         if child.poll() is None:
