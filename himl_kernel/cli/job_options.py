@@ -32,7 +32,9 @@ def add_job_options(parser: argparse.ArgumentParser, host: PluginHost, command: 
     from himl_kernel.shared_options import add_shared_options
 
     group = parser.add_argument_group("where and how the job runs")
-    group.add_argument("--compute", default="local", metavar="BACKEND", help="compute backend (default: local)")
+    cluster_default = "; azureml with --cluster, as hi-ml's runner" if command == "run" else ""
+    compute_help = f"compute backend (default: local{cluster_default})"
+    group.add_argument("--compute", default=None, metavar="BACKEND", help=compute_help)
     group.add_argument("--dry-run", action="store_true", help="print what the backend would receive, and stop")
     group.add_argument("--experiment", default="", help="experiment name (default: the model or script name)")
     group.add_argument("--display-name", default="", help="the run's display name")
@@ -43,6 +45,33 @@ def add_job_options(parser: argparse.ArgumentParser, host: PluginHost, command: 
     env = parser.add_argument_group("software environment")
     add_shared_options(group, env)
     host.add_options(parser, command)
+
+
+#: The backend ``himl run --cluster NAME`` submits to when ``--compute`` is not given (hi-ml's runner: AzureML).
+CLUSTER_BACKEND = "azureml"
+#: The plugin distribution that provides it.
+CLUSTER_BACKEND_PLUGIN = "himl-azure-v2"
+
+
+def default_compute(args: argparse.Namespace, host: PluginHost) -> None:
+    """``--compute`` for ``himl run`` when not given: ``azureml`` with ``--cluster``, else ``local``.
+
+    hi-ml's runner submits to AzureML whenever a cluster is named; so does
+    ``himl run``. Without an ``azureml`` backend installed that is one line
+    saying which plugin to install.
+    """
+    if args.compute is not None:
+        return
+    if not args.cluster:
+        args.compute = "local"
+        return
+    if CLUSTER_BACKEND not in host.compute_backends:
+        raise HimlError(
+            f"--cluster {args.cluster!r} without --compute submits to AzureML, but no compute backend "
+            f"{CLUSTER_BACKEND!r} is installed: pip install {CLUSTER_BACKEND_PLUGIN} (`himl plugins` shows one that "
+            "failed to load); or name the backend with --compute"
+        )
+    args.compute = CLUSTER_BACKEND
 
 
 def build_job(
@@ -59,6 +88,8 @@ def build_job(
     from himl_kernel.job import Compute, Environment, JobSpec
     from himl_kernel.snapshot import Snapshot
 
+    if args.compute is None:
+        args.compute = "local"
     host.compute_backends.entry(args.compute)  # unknown backend: fail now, listing the known ones
     if sweep is not None and args.max_parallel is not None:
         if args.max_parallel < 1:

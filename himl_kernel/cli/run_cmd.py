@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from himl_kernel.argparsing import HimlArgumentParser
-from himl_kernel.cli.job_options import add_job_options, build_job, exit_code_of, submit_job
+from himl_kernel.cli.job_options import add_job_options, build_job, default_compute, exit_code_of, submit_job
 
 if TYPE_CHECKING:
     from himl_kernel.plugins import PluginHost
@@ -84,6 +84,7 @@ def run_run(args: argparse.Namespace, host: PluginHost) -> int:
 
     from himl_kernel.fields import non_default_arguments
 
+    default_compute(job_args, host)  # --cluster alone means AzureML, as in hi-ml's runner
     entry = Entry("container", args.model, non_default_arguments(container))
     job = build_job(
         job_args,
