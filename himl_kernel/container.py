@@ -104,6 +104,10 @@ class Container(BaseModel):
         """Tags to put on the run, on top of those the kernel sets."""
         return {}
 
+    def default_num_nodes(self) -> int | None:
+        """The machines the job should have when ``--num_nodes`` is not given; None: one."""
+        return None
+
     def make_paths_absolute(self, base: Path) -> None:
         """Make relative paths in the fields absolute against ``base``, the folder the job started in.
 

@@ -85,6 +85,9 @@ def run_run(args: argparse.Namespace, host: PluginHost) -> int:
     from himl_kernel.fields import non_default_arguments
 
     default_compute(job_args, host)  # --cluster alone means AzureML, as in hi-ml's runner
+    nodes = container.default_num_nodes()
+    if nodes is not None and not _given(args.extra_args, "--num_nodes", "--num-nodes"):
+        job_args.num_nodes = nodes  # a hi-ml container's self.num_nodes; the command line wins
     entry = Entry("container", args.model, non_default_arguments(container))
     job = build_job(
         job_args,
@@ -97,6 +100,11 @@ def run_run(args: argparse.Namespace, host: PluginHost) -> int:
         tags={"himl.model": args.model, **container.get_tags()},
     )
     return exit_code_of(submit_job(job, host, job_args.dry_run))
+
+
+def _given(argv: list[str], *options: str) -> bool:
+    """Whether one of ``options`` is on the command line (``--opt value`` or ``--opt=value``)."""
+    return any(arg in options or arg.split("=", 1)[0] in options for arg in argv)
 
 
 def _run_help(host: PluginHost) -> str:

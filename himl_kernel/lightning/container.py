@@ -139,6 +139,29 @@ class LightningContainer(TrainerParams, OptimizerParams, WorkflowParams, Dataset
 
     _input_folders: list[Path | None] = PrivateAttr(default_factory=list)
     _run_info: RunInfo | None = PrivateAttr(default=None)
+    _num_nodes: int | None = PrivateAttr(default=None)
+
+    @property
+    def num_nodes(self) -> int:
+        """hi-ml's ``num_nodes``: the machines of the job.
+
+        Not a field: the job's size is ``himl run --num_nodes``, shared by every
+        backend. A container that sets it (``self.num_nodes = 2`` in
+        ``__init__``, as hi-ml's do) gives that option its default; the
+        command line still wins.
+        """
+        return self._num_nodes or 1
+
+    @num_nodes.setter
+    def num_nodes(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise HimlError(
+                f"{type(self).__name__}.num_nodes must be a whole number of machines, at least 1; got {value!r}"
+            )
+        self._num_nodes = value
+
+    def default_num_nodes(self) -> int | None:
+        return self._num_nodes
 
     # -- what a model author overrides -----------------------------------------
     def create_model(self) -> LightningModule:

@@ -53,3 +53,25 @@ def test_without_the_azureml_plugin_cluster_is_one_line_naming_the_plugin(
 def test_without_cluster_himl_run_stays_local(himl_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--model", "HelloWorld", "--max_epochs", "1", "--dry-run"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["backend"] == "local"
+
+
+def _instance_count(capsys: pytest.CaptureFixture[str], *args: str) -> int:
+    Path("environment.yml").write_text(CONDA, encoding="utf-8")
+    assert main(["run", "--model", "tests.lightning.himl_style.TwoNodes", "--cluster", "gpu", *args, "--dry-run"]) == 0
+    count: int = yaml.safe_load(capsys.readouterr().out)["resources"]["instance_count"]
+    return count
+
+
+def test_num_nodes_set_in_a_containers_init_sizes_the_job_and_the_command_line_wins(
+    himl_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _instance_count(capsys) == 2
+    assert _instance_count(capsys, "--num_nodes", "1") == 1
+
+
+def test_num_nodes_below_one_in_init_is_one_line(himl_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--model", "tests.lightning.himl_style.ZeroNodes", "--cluster", "gpu", "--dry-run"])
+    assert code != 0
+    assert error_lines(capsys.readouterr().err) == [
+        "himl: error: ZeroNodes.num_nodes must be a whole number of machines, at least 1; got 0"
+    ]

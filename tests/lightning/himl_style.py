@@ -129,3 +129,20 @@ class ForeignCallback(HimlStyleRegression):
         from lightning.pytorch import Callback
 
         return [Callback()]
+
+
+class TwoNodes(HimlStyleRegression):
+    """hi-ml style: the container asks for two machines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_nodes = 2
+        self.local_datasets = []  # an AzureML job reads datasets by name
+
+
+class ZeroNodes(HimlStyleRegression):
+    """An __init__ that asks for no machines at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_nodes = 0
