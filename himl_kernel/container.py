@@ -21,7 +21,10 @@ plugin's option is refused, in one line, when the container is loaded for a
 run, because that option would never reach it. Where a hi-ml container had
 such a field (``num_nodes``, ``cluster``), the kernel's option is the one: it
 sizes the job, and code inside the job reads the result from the run (the
-process's rank and world size, ``run_info``), not from a field.
+process's rank and world size, ``run_info``), not from a field. A
+LightningContainer's ``num_nodes`` is a property, not a field: set in
+``__init__`` it is the default of ``--num_nodes`` (see
+:meth:`Container.default_num_nodes`).
 
 hi-ml's containers set some fields in ``__init__``, after
 ``super().__init__()``; that works here too::
