@@ -140,8 +140,10 @@ def _process_count(job: JobSpec, env_defaults: dict[str, int] | None) -> int | s
     if job.entry.kind == "container":
         return 0  # Lightning starts one process per GPU itself
     if job.compute.processes_per_node > 1:
-        return "${GPUS}" if env_defaults and env_defaults.get("GPUS") == job.compute.processes_per_node else (
-            job.compute.processes_per_node
+        return (
+            "${GPUS}"
+            if env_defaults and env_defaults.get("GPUS") == job.compute.processes_per_node
+            else (job.compute.processes_per_node)
         )
     return None
 
@@ -244,7 +246,8 @@ def build_config(job: JobSpec, settings: AmuletSettings) -> dict[str, Any]:
         document["jobs"] = [_job_entry(job, settings, name, command, env)]
     elif searchable(sweep):
         placeholders = " ".join(f"--{p} {{{p}}}" for p in sweep.parameters)
-        trial_name = name + "".join(f"_{p}{{{p}}}" for p in sweep.parameters)  # HelloWorld_crossval_index{crossval_index}
+        # e.g. HelloWorld_crossval_index{crossval_index}
+        trial_name = name + "".join(f"_{p}{{{p}}}" for p in sweep.parameters)
         search: dict[str, Any] = {
             "job_template": _job_entry(job, settings, trial_name, f"{command} {placeholders}", env),
             "type": "grid",

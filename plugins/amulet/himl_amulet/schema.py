@@ -23,7 +23,7 @@ Service = Literal["sing", "aml", "amlk8s"]
 SearchType = Literal["grid", "random"]
 
 #: ``[NODESx][MEMG](G|C)COUNT[-KIND]``: ``G1``, ``C4``, ``2xG8``, ``32G4``, ``2x32G8-V100``, after ``${VAR}`` expansion.
-_SKU = re.compile(r"^(?:(?P<nodes>\d+)x)?(?:(?P<mem>\d+)G)?(?P<kind>[GC])(?P<count>\d+)(?:-[A-Za-z0-9]+)?$")
+_SKU = re.compile(r"^(?:(?P<nodes>\d+)x)?(?P<mem>\d+)?(?P<kind>[GC])(?P<count>\d+)(?:-[A-Za-z0-9]+)?$")
 _VARIABLE = re.compile(r"\$\{(\w+)\}")
 
 
