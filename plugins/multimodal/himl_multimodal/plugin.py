@@ -1,0 +1,3 @@
+"""The himl-multimodal plugin's entry module: registrations only, nothing heavy imported here."""
+
+from __future__ import annotations

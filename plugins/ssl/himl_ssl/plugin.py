@@ -1,0 +1,3 @@
+"""The himl-ssl plugin's entry module: registrations only, nothing heavy imported here."""
+
+from __future__ import annotations
