@@ -170,6 +170,9 @@ def cache_features(
     Slide files go into the folder of ``options``, tile-file bags into the
     ``tile-files`` one; the folder returned is that of the first record.
     """
+    from himl_cpath.safe_names import check_distinct
+
+    check_distinct((r.slide_id for r in records), "feature cache")
     encoded = 0
     was_training = encoder.training
     encoder.eval()
@@ -177,7 +180,7 @@ def cache_features(
         for record in records:
             folder = cache_folder(root, encoder, tiling_of(record, options))
             folder.mkdir(parents=True, exist_ok=True)
-            entry = folder / f"{record.slide_id}.pt"
+            entry = entry_path(folder, record.slide_id)
             if _entry_is_current(entry, record):
                 continue
             if isinstance(record, TileFileBag):
@@ -192,9 +195,16 @@ def cache_features(
     return cache_folder(root, encoder, first), encoded
 
 
+def entry_path(folder: Path, slide_id: str) -> Path:
+    """The cache file of one slide: a safe name made from its id (:func:`himl_cpath.safe_names.file_stem`)."""
+    from himl_cpath.safe_names import file_stem, inside
+
+    return inside(folder, folder / f"{file_stem(slide_id)}.pt")
+
+
 def load_features(folder: Path, slide_id: str, *, mmap: bool = False) -> SlideFeatures:
     """One slide's entry from a cache folder; with ``mmap`` its tensors are read from the file as they are used."""
-    stored = torch.load(Path(folder) / f"{slide_id}.pt", map_location="cpu", weights_only=True, mmap=mmap)
+    stored = torch.load(entry_path(Path(folder), slide_id), map_location="cpu", weights_only=True, mmap=mmap)
     return SlideFeatures(
         slide_id, stored["features"], stored["tile_x"], stored["tile_y"], int(stored.get("extent", -1))
     )

@@ -19,6 +19,9 @@
   rectangle tinted by its attention, and a colour bar on the right. Only for
   slides that have a slide file and tile coordinates.
 
+``<slide_id>`` stands for the safe file name of the id
+(:func:`himl_cpath.safe_names.file_stem`): the id itself when it is a plain name.
+
 Curves are computed per slide (every tile row of a slide carries the slide's
 label and probabilities) with numpy alone. Figures are drawn on
 :class:`matplotlib.figure.Figure` objects with the Agg canvas, so pyplot's
@@ -42,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from himl_cpath.safe_names import check_distinct, file_stem, inside
 from himl_cpath.slide_table import SlideRecord
 
 if TYPE_CHECKING:
@@ -487,7 +491,7 @@ def write_slide_figures(
     try:
         for chosen, suffix in ((top, "top"), (bottom, "bottom")):
             grid = tile_grid([source.pixels(t) for t in chosen], [t.caption() for t in chosen])
-            path = folder / f"{slide_id}_{suffix}.png"
+            path = inside(folder, folder / f"{file_stem(slide_id)}_{suffix}.png")
             grid.save(path)
             written.append(path)
         located = [t for t in tiles if t.located]
@@ -507,7 +511,7 @@ def write_slide_figures(
                 for t in located
             ]
             heatmap = attention_heatmap(thumbnail, scale, boxes, [t.attention for t in located])
-            path = folder / f"{slide_id}_heatmap.png"
+            path = inside(folder, folder / f"{file_stem(slide_id)}_heatmap.png")
             heatmap.save(path)
             written.append(path)
     finally:
@@ -561,6 +565,7 @@ def write_figures(
     tiles: dict[str, list[_Tile]] = {}
     for row in rows:
         tiles.setdefault(str(row["slide_id"]), []).append(_tile_of(row))
+    check_distinct(tiles, "test output")
     attention_folder = folder / ATTENTION_FOLDER
     attention_folder.mkdir(exist_ok=True)
     shown = slides_to_show(per_slide, max_slides)

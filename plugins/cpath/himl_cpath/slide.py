@@ -203,7 +203,33 @@ def backend_order(backend: str | Sequence[str] | None) -> list[str]:
     for name in names:
         if name not in BACKENDS and ":" not in name:
             raise UnknownNameError("slide reader backend", name, BACKENDS, hint="or give a reader as module:Class")
+        if name not in BACKENDS:  # a user's module:Class is checked before anything is read
+            try:
+                reader_class(name)
+            except ImportError as exc:
+                raise HimlError(f"slide reader {name!r}: cannot import its module ({_one_line(exc)})") from None
     return names
+
+
+def reader_class(spec: str) -> type[SlideReader]:
+    """The :class:`SlideReader` subclass that ``spec`` ("module:Class") names; anything else is refused in one line.
+
+    Only a class that implements the reader interface is accepted, so that a
+    function such as ``os:system`` is never called with a slide's path.
+
+    Raises:
+        ImportError: the module cannot be imported (a backend that is not installed).
+        HimlError: ``spec`` is not of the form module:Class, or names something other than a reader class.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute.isidentifier():
+        raise HimlError(f"slide reader {spec!r} should be module:Class, e.g. mypackage.readers:MyReader")
+    module = importlib.import_module(module_name)
+    found = getattr(module, attribute, None)
+    if not (isinstance(found, type) and issubclass(found, SlideReader)):
+        what = "does not exist" if found is None else f"is a {type(found).__name__}, not a SlideReader subclass"
+        raise HimlError(f"slide reader {spec!r} {what}; give a class derived from himl_cpath.slide.SlideReader")
+    return found
 
 
 def open_slide(path: str | Path, backend: str | Sequence[str] | None = None) -> SlideReader:
@@ -226,10 +252,13 @@ def open_slide(path: str | Path, backend: str | Sequence[str] | None = None) -> 
         raise SlideOpenError(path, [("all", "no such file")])
     reasons: list[tuple[str, str]] = []
     for name in names:
-        module_name, _, class_name = BACKENDS.get(name, name).partition(":")
         try:
-            module = importlib.import_module(module_name)
-            reader: SlideReader = getattr(module, class_name)(path)
+            cls = reader_class(BACKENDS.get(name, name))
+        except ImportError as exc:
+            reasons.append((name, f"not installed ({_one_line(exc)})"))
+            continue
+        try:
+            reader = cls(path)
         except ImportError as exc:
             reasons.append((name, f"not installed ({_one_line(exc)})"))
             continue

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from himl_cpath.conventions import is_panda, panda_slides
+from himl_cpath.safe_names import check_distinct
 from himl_cpath.slide_records import BagSource, SlideRecord, TileFileBag, tile_bags_from_rows
 from himl_kernel.errors import HimlError
 
@@ -105,6 +106,7 @@ def load_slides(
         if record.slide_id in seen:
             raise HimlError(f"slide id {record.slide_id!r} appears twice in {source}")
         seen.add(record.slide_id)
+    check_distinct((r.slide_id for r in records), str(source))
     wanted = set(include)
     unwanted = set(exclude)
     unknown = sorted((wanted | unwanted) - seen)

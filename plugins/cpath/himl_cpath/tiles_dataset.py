@@ -5,7 +5,11 @@ The output folder holds one sub-folder of tile images per slide and a
 processes: first each slide's tissue mask and tile plan, then its tiles in
 batches, so that even a single slide uses every process.
 
-Resuming: a slide is finished once its own ``<slide_id>/dataset.csv`` exists
+A slide's folder and tile files are named by :func:`himl_cpath.safe_names.file_stem`
+of its id (the id itself when it is a plain name), never by the raw id, and
+nothing is written or deleted outside the output folder.
+
+Resuming: a slide is finished once its own ``<slide folder>/dataset.csv`` exists
 (it is written last, under a temporary name then renamed). A later run skips
 finished slides and redoes a slide whose folder has no such file. A slide
 that fails is recorded in ``failed_slides.csv`` and skipped; the others go
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from himl_cpath.safe_names import check_distinct, file_stem, inside
 from himl_cpath.slide_table import SlideRecord
 from himl_cpath.tiling import TileBlock, TilingOptions
 from himl_kernel.atomic import atomic_write_text
@@ -75,6 +80,11 @@ def tile_id_for(slide_id: str, x: int, y: int) -> str:
     return f"{slide_id}_x{x}_y{y}"
 
 
+def slide_folder(output: Path, slide_id: str) -> Path:
+    """The folder of one slide's tiles: a safe name made from its id, inside ``output``."""
+    return inside(output, output / file_stem(slide_id))
+
+
 # -- work done in the worker processes ------------------------------------------
 
 
@@ -115,13 +125,14 @@ def _write_batch(
     from himl_cpath.slide import open_slide
     from himl_cpath.tiling import read_tiles
 
-    folder = output / record.slide_id
+    stem = file_stem(record.slide_id)
+    folder = inside(output, output / stem)
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     with open_slide(record.image, backend) as reader:
         for tile, pixels in read_tiles(reader, blocks, options):
             tile_id = tile_id_for(record.slide_id, tile.x, tile.y)
-            relative = f"{record.slide_id}/{tile_id}{write.suffix}"
+            relative = f"{stem}/{tile_id_for(stem, tile.x, tile.y)}{write.suffix}"
             (output / relative).write_bytes(encode_tile(pixels, write))
             rows.append(
                 {
@@ -168,7 +179,14 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 def _check_options(output: Path, settings: dict[str, Any]) -> None:
     file = output / OPTIONS_FILE
     if file.is_file():
-        before = json.loads(file.read_text(encoding="utf-8"))
+        try:
+            before = json.loads(file.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HimlError(
+                f"{file} is not valid JSON ({_one_line(exc)}); delete it, or start over with --overwrite"
+            ) from None
+        if not isinstance(before, dict):
+            raise HimlError(f"{file} should hold the tiling options as a JSON object; delete it, or use --overwrite")
         if before != settings:
             changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
             raise HimlError(
@@ -198,8 +216,12 @@ class _Job:
     report: TilingReport
     say: Callable[[str], None]
 
+    def folder(self, record: SlideRecord) -> Path:
+        """The slide's own folder, checked to lie inside the output."""
+        return slide_folder(self.output, record.slide_id)
+
     def fail(self, record: SlideRecord, reason: str) -> None:
-        shutil.rmtree(self.output / record.slide_id, ignore_errors=True)
+        shutil.rmtree(self.folder(record), ignore_errors=True)
         self.report.failed[record.slide_id] = reason
         self.say(f"failed {record.slide_id}: {reason}")
 
@@ -245,7 +267,7 @@ class _Job:
                     for future in batches[record.slide_id]:
                         rows.extend(future.result())
                 except BrokenProcessPool:
-                    shutil.rmtree(self.output / record.slide_id, ignore_errors=True)
+                    shutil.rmtree(self.folder(record), ignore_errors=True)
                     crashed.append(record)
                     continue
                 except Exception as exc:
@@ -258,8 +280,8 @@ class _Job:
 
     def finish(self, record: SlideRecord, rows: list[dict[str, Any]]) -> None:
         rows.sort(key=lambda row: (row["tile_y"], row["tile_x"]))
-        (self.output / record.slide_id).mkdir(parents=True, exist_ok=True)
-        _write_csv(self.output / record.slide_id / SLIDE_TABLE, TILE_COLUMNS, rows)
+        self.folder(record).mkdir(parents=True, exist_ok=True)
+        _write_csv(self.folder(record) / SLIDE_TABLE, TILE_COLUMNS, rows)
         self.report.tiled.append(record.slide_id)
         self.report.tiles += len(rows)
         self.say(f"tiled {record.slide_id}: {len(rows)} tiles")
@@ -297,6 +319,9 @@ def tile_slides(
     write = write or WriteOptions()
     if write.image_format not in ("png", "jpeg"):
         raise HimlError(f"tile image format must be png or jpeg, got {write.image_format!r}")
+    if output.exists() and not output.is_dir():
+        raise HimlError(f"tiles output {output} is a file, not a folder; give a folder")
+    check_distinct((r.slide_id for r in slides), "slides")
     if overwrite and output.exists():
         shutil.rmtree(output)
     settings = {**options.as_dict(), "image_format": write.image_format, "backend": backend or "auto"}
@@ -306,7 +331,7 @@ def tile_slides(
 
     pending: list[SlideRecord] = []
     for record in slides:
-        folder = output / record.slide_id
+        folder = slide_folder(output, record.slide_id)
         if (folder / SLIDE_TABLE).is_file():
             report.skipped.append(record.slide_id)
             continue
@@ -334,7 +359,7 @@ def tile_slides(
     )
     combined: list[dict[str, Any]] = []
     for record in slides:
-        table = output / record.slide_id / SLIDE_TABLE
+        table = slide_folder(output, record.slide_id) / SLIDE_TABLE
         if table.is_file():
             combined.extend(_read_csv(table))
     _write_csv(output / SLIDE_TABLE, TILE_COLUMNS, combined)
