@@ -13,13 +13,28 @@ store and TensorBoard, cross-validation and seed sweeps::
         def create_model(self) -> LightningModule: ...
         def get_data_module(self) -> LightningDataModule: ...
 
+hi-ml's logging helpers and callbacks (``health_ml.utils``) are here under
+their hi-ml names, for a Trainer of either Lightning package:
+:class:`AzureMLLogger`, :class:`AzureMLProgressBar`,
+:class:`BatchTimeCallback`, :func:`log_on_epoch` and
+:func:`log_learning_rate`.
+
 Importing this package imports torch and Lightning; the kernel imports it only
 when a Lightning container runs.
 """
 
 from __future__ import annotations
 
+from himl_kernel.lightning.azureml_logger import AzureMLLogger
+from himl_kernel.lightning.callbacks import AzureMLProgressBar, BatchTimeCallback
 from himl_kernel.lightning.container import LightningContainer
 from himl_kernel.lightning.loggers import log_learning_rate, log_on_epoch
 
-__all__ = ["LightningContainer", "log_learning_rate", "log_on_epoch"]
+__all__ = [
+    "AzureMLLogger",
+    "AzureMLProgressBar",
+    "BatchTimeCallback",
+    "LightningContainer",
+    "log_learning_rate",
+    "log_on_epoch",
+]

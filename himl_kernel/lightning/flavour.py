@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, TypeVar, cast
@@ -101,6 +102,26 @@ def _adapted(cls: Any, package: str) -> Any:
     return type(cls.__name__, (cls, *counterparts), {"__module__": cls.__module__, "__doc__": cls.__doc__})
 
 
+class EitherPackage:
+    """Mixin for the Lightning layer's public callbacks and loggers: a Trainer of either package takes them.
+
+    A hi-ml script builds ``AzureMLProgressBar()`` or ``AzureMLLogger()`` and
+    hands it to a ``pytorch_lightning`` Trainer. When the process has imported
+    ``pytorch_lightning``, the instance made is of the class adapted to it
+    (:meth:`Flavour.adapt`), so it is an instance of both packages' base
+    classes; that Trainer recognises it (a progress bar as its progress bar,
+    not beside its own), and so does a ``lightning.pytorch`` one.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        target: type = cls
+        if PYTORCH_LIGHTNING in sys.modules and not any(
+            base.__module__.startswith(f"{PYTORCH_LIGHTNING}.") for base in cls.__mro__
+        ):
+            target = _adapted(cast(Any, cls), PYTORCH_LIGHTNING)
+        return object.__new__(target)
+
+
 def flavour_of(model: object, what: str = "create_model()") -> Flavour:
     """The package ``model``'s LightningModule class comes from; anything else is one line."""
     package = _package_of(type(model), "LightningModule")
@@ -115,6 +136,9 @@ def flavour_of(model: object, what: str = "create_model()") -> Flavour:
 
 def check_same_flavour(flavour: Flavour, value: object, kind: str, what: str) -> None:
     """Refuse ``value`` (a ``kind``: LightningDataModule, Callback...) of the other package than the model's."""
+    own = getattr(flavour.module(), kind, None)
+    if isinstance(own, type) and isinstance(value, own):  # this package's (perhaps of both, see EitherPackage)
+        return
     package = _package_of(type(value), kind)
     if package is None or package == flavour.package:
         return

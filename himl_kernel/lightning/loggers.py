@@ -31,6 +31,7 @@ from himl_kernel.current import attach_sink, current_sinks, detach_sink, log_met
 from himl_kernel.metric_sinks import TensorBoardSink
 
 if TYPE_CHECKING:
+    import pytorch_lightning
     from lightning.pytorch import LightningModule
     from torch import Tensor
 
@@ -120,24 +121,66 @@ class RunLogger(Logger):
 
 
 def log_on_epoch(
-    module: LightningModule,
-    name: str | Mapping[str, Tensor | float],
+    module: LightningModule | pytorch_lightning.LightningModule,
+    name: str | Mapping[str, Tensor | float] | None = None,
     value: Tensor | float | None = None,
-    *,
-    sync_dist: bool = True,
+    metrics: Mapping[str, Tensor | float] | None = None,
     reduce_fx: str = "mean",
+    sync_dist: bool | None = None,
 ) -> None:
-    """Log one metric, or a dict of them, averaged over the epoch (and over processes under DDP)."""
-    metrics = dict(name) if isinstance(name, Mapping) else {name: value}
-    for key, item in metrics.items():
+    """Log one metric (``name``, ``value``), or a dict of them, as an average over the epoch (hi-ml's helper).
+
+    The dict may come as ``metrics=`` (hi-ml's keyword) or in place of
+    ``name``. ``sync_dist`` left as None averages across processes exactly when
+    the Trainer runs more than one (hi-ml's rule); True or False force it.
+    """
+    logged: dict[str, Tensor | float | None] = {}
+    if isinstance(name, Mapping):
+        logged.update(name)
+    elif name is not None:
+        if not isinstance(name, str):
+            raise ValueError(f"log_on_epoch: the metric name must be a string, got {type(name).__name__}")
+        logged[name] = value
+    logged.update(metrics or {})
+    if not logged:
+        raise ValueError("log_on_epoch: give a name and a value, or a dict of metrics")
+    if sync_dist is None:
+        trainer = getattr(module, "_trainer", None)
+        sync_dist = trainer is not None and trainer.world_size > 1
+    for key, item in logged.items():
         if item is None:
             raise ValueError(f"log_on_epoch: metric {key!r} has no value")
         module.log(key, item, on_step=False, on_epoch=True, sync_dist=sync_dist, reduce_fx=reduce_fx)
 
 
-def log_learning_rate(module: LightningModule, name: str = "learning_rate") -> None:
-    """Log the current learning rate of each optimizer's first parameter group, once per epoch."""
-    optimizers = module.trainer.optimizers
-    for index, optimizer in enumerate(optimizers):
-        key = name if len(optimizers) == 1 else f"{name}/{index}"
-        module.log(key, float(optimizer.param_groups[0]["lr"]), on_step=False, on_epoch=True, sync_dist=False)
+def learning_rates(
+    module: LightningModule | pytorch_lightning.LightningModule, name: str = "learning_rate"
+) -> dict[str, float]:
+    """The learning rates ``log_learning_rate`` logs, by hi-ml's names.
+
+    With learning-rate schedulers: every value each scheduler reports
+    (``get_last_lr()``, one per parameter group), named ``name/i/j`` for
+    scheduler ``i``, value ``j``, or ``name`` alone when there is one
+    scheduler with one value. Without schedulers, the same for each
+    optimizer's parameter groups.
+    """
+    trainer = module.trainer
+    schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
+    if schedulers:
+        values = [[float(lr) for lr in scheduler.get_last_lr()] for scheduler in schedulers]
+    else:
+        values = [[float(group["lr"]) for group in optimizer.param_groups] for optimizer in trainer.optimizers]
+    if not values:
+        raise ValueError("log_learning_rate: the Trainer has no optimizer yet (call it during training)")
+    if len(values) == 1 and len(values[0]) == 1:
+        return {name: values[0][0]}
+    return {f"{name}/{i}/{j}": lr for i, rates in enumerate(values) for j, lr in enumerate(rates)}
+
+
+def log_learning_rate(module: LightningModule | pytorch_lightning.LightningModule, name: str = "learning_rate") -> None:
+    """Log every learning rate of the module's schedulers (or optimizers) once per epoch, as hi-ml does.
+
+    The names are those of :func:`learning_rates`: ``name``, or ``name/i/j``
+    when there are several schedulers or parameter groups.
+    """
+    log_on_epoch(module, learning_rates(module, name), sync_dist=False)

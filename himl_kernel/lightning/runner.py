@@ -128,11 +128,12 @@ def create_trainer(container: TrainingSettings, run_info: RunInfo, flavour: Flav
         callbacks.append(best)
     if container.autosave_every_n_val_epochs > 0 and not container.pl_fast_dev_run:
         callbacks.append(adapt(RecoveryCheckpoint)(folder, container.autosave_every_n_val_epochs))
-    if not sys.stdout.isatty():
-        callbacks.append(adapt(LineProgressBar)())
     for callback in container.get_callbacks():
         check_same_flavour(flavour, callback, "Callback", f"get_callbacks()'s {type(callback).__name__}")
         callbacks.append(callback)
+    progress_bar = flavour.attribute("callbacks", "ProgressBar")
+    if not sys.stdout.isatty() and not any(isinstance(c, progress_bar) for c in callbacks):
+        callbacks.append(adapt(LineProgressBar)())  # a container's own bar (AzureMLProgressBar...) wins
 
     accelerator, devices = _accelerator_and_devices(container)
     mixed = "16-mixed" if accelerator == "gpu" else "bf16-mixed"
