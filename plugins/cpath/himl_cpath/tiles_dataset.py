@@ -24,8 +24,9 @@ import io
 import json
 import shutil
 import sys
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,6 +149,20 @@ def _write_batch(
     return rows
 
 
+def _watch_parent(parent: int) -> None:
+    """In a worker: end this process as soon as the process that started it is gone (killed, crashed)."""
+    import os
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="himl-parent-watch", daemon=True).start()
+
+
 # -- orchestration, in the calling process ----------------------------------------
 
 
@@ -228,54 +243,97 @@ class _Job:
     def run(self, pending: Sequence[SlideRecord], workers: int) -> list[SlideRecord]:
         """Tile ``pending`` with ``workers`` processes (0: in this one).
 
+        Each slide is finished (its own table written) as soon as its last
+        batch is, whichever order the workers end in; new slides are planned
+        only when a worker has nothing else to do, so that a run killed part way
+        keeps every slide it finished and redoes only the ones it had begun.
         Returns the slides left unfinished because a worker process died.
         """
         executor: Executor
         if workers > 0 and pending:
             import multiprocessing
+            import os
 
-            executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            executor = ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_watch_parent,
+                initargs=(os.getpid(),),
+            )
         else:
             executor = _InlineExecutor()
+        queue = deque(pending)
         crashed: list[SlideRecord] = []
+        failed_here: list[SlideRecord] = []
+        inflight: dict[Future[Any], tuple[str, SlideRecord]] = {}
+        remaining: dict[str, int] = {}
+        rows: dict[str, list[dict[str, Any]]] = {}
+        broken = False
+
+        def drop(record: SlideRecord) -> None:
+            for future, (_, owner) in inflight.items():
+                if owner is record:
+                    future.cancel()
+
         with executor:
-            submit = executor.submit
-            plans = {submit(_task, "plan", r, self.options, self.backend, self.tiles_per_batch): r for r in pending}
-            batches: dict[str, list[Future[list[dict[str, Any]]]]] = {}
-            for future in as_completed(plans):
-                record = plans[future]
-                try:
-                    plan = future.result()
-                except BrokenProcessPool:
-                    crashed.append(record)
-                    continue
-                except Exception as exc:
-                    self.fail(record, _one_line(exc))
-                    continue
-                try:
-                    batches[record.slide_id] = [
-                        submit(_task, "write", record, batch, self.options, self.backend, self.output, self.write)
-                        for batch in plan
-                    ]
-                except BrokenProcessPool:
-                    crashed.append(record)
-            for record in pending:
-                if record.slide_id in self.report.failed or record in crashed:
-                    continue
-                rows: list[dict[str, Any]] = []
-                try:
-                    for future in batches[record.slide_id]:
-                        rows.extend(future.result())
-                except BrokenProcessPool:
-                    shutil.rmtree(self.folder(record), ignore_errors=True)
-                    crashed.append(record)
-                    continue
-                except Exception as exc:
-                    for other in batches[record.slide_id]:
-                        other.cancel()
-                    self.fail(record, _one_line(exc))
-                    continue
-                self.finish(record, rows)
+            while queue or inflight:
+                # a new slide is planned only when a worker would otherwise idle, so slides finish in turn
+                while queue and len(inflight) < max(1, workers) and not broken:
+                    record = queue.popleft()
+                    try:
+                        future = executor.submit(
+                            _task, "plan", record, self.options, self.backend, self.tiles_per_batch
+                        )
+                    except BrokenProcessPool:
+                        queue.appendleft(record)
+                        broken = True
+                        break
+                    inflight[future] = ("plan", record)
+                if broken:
+                    crashed.extend(queue)
+                    queue.clear()
+                if not inflight:
+                    break
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                for future in done:
+                    kind, record = inflight.pop(future)
+                    if record in crashed or record in failed_here or future.cancelled():
+                        continue
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        crashed.append(record)
+                        drop(record)
+                        continue
+                    except Exception as exc:
+                        failed_here.append(record)
+                        drop(record)
+                        self.fail(record, _one_line(exc))
+                        continue
+                    if kind == "write":
+                        rows[record.slide_id].extend(result)
+                        remaining[record.slide_id] -= 1
+                    else:
+                        rows[record.slide_id] = []
+                        remaining[record.slide_id] = 0
+                        for batch in result:
+                            try:
+                                task = executor.submit(
+                                    _task, "write", record, batch, self.options, self.backend, self.output, self.write
+                                )
+                            except BrokenProcessPool:
+                                broken = True
+                                crashed.append(record)
+                                drop(record)
+                                break
+                            inflight[task] = ("write", record)
+                            remaining[record.slide_id] += 1
+                    if record not in crashed and remaining[record.slide_id] == 0:
+                        self.finish(record, rows.pop(record.slide_id))
+        # tasks that were already running when their slide failed or crashed may have written tiles since
+        for record in failed_here + crashed:
+            shutil.rmtree(self.folder(record), ignore_errors=True)
         return crashed
 
     def finish(self, record: SlideRecord, rows: list[dict[str, Any]]) -> None:
@@ -285,6 +343,32 @@ class _Job:
         self.report.tiled.append(record.slide_id)
         self.report.tiles += len(rows)
         self.say(f"tiled {record.slide_id}: {len(rows)} tiles")
+
+
+def _write_combined(output: Path, slides: Sequence[SlideRecord], report: TilingReport) -> None:
+    """``failed_slides.csv`` and the combined ``dataset.csv``, over this run's slides and every earlier one.
+
+    A slide tiled by an earlier run (another ``--include`` list, say) keeps its
+    rows: the combined table lists this run's slides in their order, then every
+    other finished slide folder of ``output`` by name.
+    """
+    ours = {r.slide_id for r in slides}
+    failed_before = _read_csv(output / FAILED_FILE) if (output / FAILED_FILE).is_file() else []
+    failed = [row for row in failed_before if row.get("slide_id") not in ours]
+    failed += [
+        {"slide_id": r.slide_id, "image": str(r.image), "error": report.failed[r.slide_id]}
+        for r in slides
+        if r.slide_id in report.failed
+    ]
+    _write_csv(output / FAILED_FILE, FAILED_COLUMNS, failed)
+    tables = [slide_folder(output, r.slide_id) / SLIDE_TABLE for r in slides]
+    known = {t.parent.name for t in tables}
+    tables += sorted(t for t in output.glob(f"*/{SLIDE_TABLE}") if t.parent.name not in known)
+    combined: list[dict[str, Any]] = []
+    for table in tables:
+        if table.is_file():
+            combined.extend(_read_csv(table))
+    _write_csv(output / SLIDE_TABLE, TILE_COLUMNS, combined)
 
 
 def tile_slides(
@@ -348,21 +432,7 @@ def tile_slides(
         if job.run([record], workers=1):
             job.fail(record, "the worker process died while reading this slide (a crash in the slide reader)")
 
-    _write_csv(
-        output / FAILED_FILE,
-        FAILED_COLUMNS,
-        [
-            {"slide_id": r.slide_id, "image": str(r.image), "error": report.failed[r.slide_id]}
-            for r in slides
-            if r.slide_id in report.failed
-        ],
-    )
-    combined: list[dict[str, Any]] = []
-    for record in slides:
-        table = slide_folder(output, record.slide_id) / SLIDE_TABLE
-        if table.is_file():
-            combined.extend(_read_csv(table))
-    _write_csv(output / SLIDE_TABLE, TILE_COLUMNS, combined)
+    _write_combined(output, slides, report)
     return report
 
 
