@@ -106,6 +106,9 @@ def test_run_id_checkpoint_is_downloaded_once_and_md5_checked(
     found = resolve_checkpoint("earlier_job_1:checkpoints/last.ckpt", host=host, cache_dir=cache)
     assert found.read_bytes() == b"weights" * 1000
     assert found == cache / "azureml" / "earlier_job_1" / "outputs" / "checkpoints" / "last.ckpt"
+    # hi-ml's forms: the job id alone is its last checkpoint; a bare name is in its checkpoints folder
+    assert resolve_checkpoint("earlier_job_1", host=host, cache_dir=cache) == found
+    assert resolve_checkpoint("earlier_job_1:last.ckpt", host=host, cache_dir=cache) == found
     # once: with the blob gone from the workspace, the second resolution is served from the cache
     fresh_containers.get_blob_client(
         ARTIFACT_CONTAINER, "ExperimentRun/dcid.earlier_job_1/outputs/checkpoints/last.ckpt"
@@ -128,7 +131,8 @@ def test_other_local_ranks_wait_for_rank_zero(
 ) -> None:
     monkeypatch.setenv("LOCAL_RANK", "1")
     host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])
-    target = tmp_path / "c" / "azureml" / "job_9" / "outputs" / "best.ckpt"
+    # hi-ml's form: a bare file name is in the run's checkpoints folder
+    target = tmp_path / "c" / "azureml" / "job_9" / "outputs" / "checkpoints" / "best.ckpt"
 
     def rank_zero_finishes() -> None:
         time.sleep(0.6)

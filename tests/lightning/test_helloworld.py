@@ -50,7 +50,8 @@ def test_helloworld_trains_validates_tests_and_keeps_checkpoints_metrics_and_eve
 
 
 def test_inference_only_on_a_run_checkpoint_reproduces_its_test_metrics(store: Store, trained: StoredRun) -> None:
-    run = run_here(store, "--run_inference_only", "--src_checkpoint", f"{trained.run_id}:checkpoints/last.ckpt")
+    # hi-ml's form: the run id alone names the run's last checkpoint
+    run = run_here(store, "--run_inference_only", "--src_checkpoint", trained.run_id)
     assert run.run_id != trained.run_id
     assert run.metrics["test/loss"] == pytest.approx(store.runs.get(trained.run_id).metrics["test/loss"], rel=1e-6)
     assert "val/loss" not in run.metrics  # no training, no validation
