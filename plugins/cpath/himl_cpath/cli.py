@@ -48,7 +48,7 @@ def _slides(args: argparse.Namespace) -> list[SlideRecord]:
 
 
 def _tile(args: argparse.Namespace, host: PluginHost) -> int:
-    from himl_cpath.tiles_dataset import WriteOptions, print_progress, tile_slides
+    from himl_cpath.tiles_dataset import WriteOptions, tile_slides
     from himl_cpath.tiling import TilingOptions
 
     slides = _slides(args)
@@ -71,7 +71,7 @@ def _tile(args: argparse.Namespace, host: PluginHost) -> int:
         backend=args.backend,
         write=WriteOptions(image_format=args.format),
         overwrite=args.overwrite,
-        progress=print_progress,
+        show_progress=True,
     )
     print(
         f"{report.tiles} tiles from {len(report.tiled)} slides into {report.output / 'dataset.csv'}; "

@@ -444,8 +444,13 @@ class DeepMIL(LightningContainer):
                     root,
                     batch_size=self.encoding_batch_size,
                     backend=self.slide_backend,
+                    show_progress=True,
                 )
-                print(f"himl: encoded {count} of {len(records)} slides into {folder}", flush=True)
+                total = len(records)
+                print(
+                    f"himl: encoded {count} of {total} slides into {folder} ({total - count} of {total} cached)",
+                    flush=True,
+                )
 
         return DeepMILDataModule(
             splits,

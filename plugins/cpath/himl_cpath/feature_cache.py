@@ -15,6 +15,7 @@ renamed, so an interrupted run leaves no half-written entry.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -24,6 +25,7 @@ import torch
 from torch import Tensor
 
 from himl_cpath.encoders import TileEncoder
+from himl_cpath.progress import Progress
 from himl_cpath.slide_table import BagSource, SlideRecord, TileFileBag
 from himl_cpath.tiling import TilingOptions
 from himl_kernel.atomic import atomic_write
@@ -164,33 +166,45 @@ def cache_features(
     *,
     batch_size: int = 64,
     backend: str | None = None,
+    show_progress: bool = False,
 ) -> tuple[Path, int]:
     """Encode every slide whose entry is missing or stale; the cache folder and how many slides were encoded.
 
     Slide files go into the folder of ``options``, tile-file bags into the
     ``tile-files`` one; the folder returned is that of the first record.
+    With ``show_progress``, says on stderr how many slides were cached already
+    and shows counts, rate and time left of the encoding.
     """
     from himl_cpath.safe_names import check_distinct
 
     check_distinct((r.slide_id for r in records), "feature cache")
+    stale = []
+    for record in records:
+        folder = cache_folder(root, encoder, tiling_of(record, options))
+        entry = entry_path(folder, record.slide_id)
+        if not _entry_is_current(entry, record):
+            stale.append((record, folder, entry))
+    if show_progress:
+        print(f"himl: {len(records) - len(stale)} of {len(records)} slides cached in {root}", file=sys.stderr)
     encoded = 0
     was_training = encoder.training
     encoder.eval()
+    counter = Progress("encoding features", len(stale), "slides") if show_progress and stale else None
     try:
-        for record in records:
-            folder = cache_folder(root, encoder, tiling_of(record, options))
+        for record, folder, entry in stale:
             folder.mkdir(parents=True, exist_ok=True)
-            entry = entry_path(folder, record.slide_id)
-            if _entry_is_current(entry, record):
-                continue
             if isinstance(record, TileFileBag):
                 stored = encode_tile_files(record, encoder, batch_size=batch_size)
             else:
                 stored = encode_slide(record, encoder, options, batch_size=batch_size, backend=backend)
             atomic_write(entry, partial(torch.save, stored))
             encoded += 1
+            if counter is not None:
+                counter.update()
     finally:
         encoder.train(was_training)
+        if counter is not None:
+            counter.close()
     first = tiling_of(records[0], options) if records else options
     return cache_folder(root, encoder, first), encoded
 

@@ -230,6 +230,7 @@ class _Job:
     tiles_per_batch: int
     report: TilingReport
     say: Callable[[str], None]
+    tick: Callable[[], None] = lambda: None
 
     def folder(self, record: SlideRecord) -> Path:
         """The slide's own folder, checked to lie inside the output."""
@@ -239,6 +240,7 @@ class _Job:
         shutil.rmtree(self.folder(record), ignore_errors=True)
         self.report.failed[record.slide_id] = reason
         self.say(f"failed {record.slide_id}: {reason}")
+        self.tick()
 
     def run(self, pending: Sequence[SlideRecord], workers: int) -> list[SlideRecord]:
         """Tile ``pending`` with ``workers`` processes (0: in this one).
@@ -343,6 +345,7 @@ class _Job:
         self.report.tiled.append(record.slide_id)
         self.report.tiles += len(rows)
         self.say(f"tiled {record.slide_id}: {len(rows)} tiles")
+        self.tick()
 
 
 def _write_combined(output: Path, slides: Sequence[SlideRecord], report: TilingReport) -> None:
@@ -382,6 +385,7 @@ def tile_slides(
     overwrite: bool = False,
     tiles_per_batch: int = 256,
     progress: Callable[[str], None] | None = None,
+    show_progress: bool = False,
 ) -> TilingReport:
     """Tile ``slides`` into the tiles dataset at ``output``; see the module docstring.
 
@@ -395,6 +399,9 @@ def tile_slides(
         overwrite: delete what ``output`` holds first, instead of resuming.
         tiles_per_batch: tiles one task reads and writes.
         progress: called with one line per finished or failed slide.
+        show_progress: show counts, rate and time left on stderr
+            (:class:`himl_cpath.progress.Progress`); the per-slide lines go
+            there too unless ``progress`` is given.
 
     Returns:
         Which slides were tiled, skipped as finished, or failed (and why).
@@ -423,14 +430,28 @@ def tile_slides(
             shutil.rmtree(folder)
         pending.append(record)
 
-    job = _Job(output, options, backend, write, tiles_per_batch, report, say)
-    crashed = job.run(pending, workers=processes if processes > 1 else 0)
-    # A worker that dies (a crash inside a native reader) takes the pool with it:
-    # the slides it left unfinished are tried again, each in a process of its own,
-    # so that only the slide that crashes is recorded as failed.
-    for record in crashed:
-        if job.run([record], workers=1):
-            job.fail(record, "the worker process died while reading this slide (a crash in the slide reader)")
+    counter = None
+    if show_progress:
+        from himl_cpath.progress import Progress
+
+        if report.skipped:
+            print(f"{len(report.skipped)} of {len(slides)} slides already tiled in {output}", file=sys.stderr)
+        counter = Progress("tiling", len(pending), "slides")
+        say = progress or counter.note
+    job = _Job(
+        output, options, backend, write, tiles_per_batch, report, say, counter.update if counter else lambda: None
+    )
+    try:
+        crashed = job.run(pending, workers=processes if processes > 1 else 0)
+        # A worker that dies (a crash inside a native reader) takes the pool with it:
+        # the slides it left unfinished are tried again, each in a process of its own,
+        # so that only the slide that crashes is recorded as failed.
+        for record in crashed:
+            if job.run([record], workers=1):
+                job.fail(record, "the worker process died while reading this slide (a crash in the slide reader)")
+    finally:
+        if counter is not None:
+            counter.close()
 
     _write_combined(output, slides, report)
     return report
