@@ -1,3 +1,50 @@
-"""The himl-ssl plugin's entry module: registrations only, nothing heavy imported here."""
+"""The himl-ssl plugin's entry module: registrations only, nothing heavy imported here.
+
+It registers ``himl ssl`` (export-encoder), the generic ``SSLContainer`` and
+hi-ml's named configurations; their modules (torch, Lightning, timm) load
+only when one of them runs.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from himl_kernel import hookimpl
+
+if TYPE_CHECKING:
+    from himl_kernel.container import Container
+    from himl_kernel.contracts import Command
+    from himl_kernel.doctor import DoctorReport
+    from himl_kernel.registry import Registry
+
+_REQUIRES = ("lightning", "timm", "torchmetrics", "torchvision")
+
+#: Kept here as well as in himl_ssl.configs so that listing them imports nothing.
+NAMED_CONFIGS = {
+    "CRCK_SimCLR": "SimCLR pre-training of a resnet50 on TCGA-CRCk tiles, online MSI/MSS evaluator",
+    "CRCK_BYOL": "BYOL pre-training of a resnet50 on TCGA-CRCk tiles, online MSI/MSS evaluator",
+    "CIFAR10SimCLR": "SimCLR pre-training on CIFAR-10 (torchvision folder), online 10-class evaluator",
+    "CIFAR10BYOL": "BYOL pre-training on CIFAR-10 (torchvision folder), online 10-class evaluator",
+}
+
+
+@hookimpl
+def himl_register_commands(registry: Registry[Command]) -> None:
+    registry.add("ssl", "himl_ssl.cli:command", "self-supervised encoders: export-encoder")
+
+
+@hookimpl
+def himl_register_containers(registry: Registry[type[Container]]) -> None:
+    registry.add(
+        "SSLContainer",
+        "himl_ssl.container:SSLContainer",
+        "SimCLR or BYOL pre-training of an image encoder with an online linear evaluator",
+        requires=_REQUIRES,
+    )
+    for name, description in NAMED_CONFIGS.items():
+        registry.add(name, f"himl_ssl.configs:{name}", description, requires=_REQUIRES)
+
+
+@hookimpl
+def himl_doctor(report: DoctorReport) -> None:
+    report.requirements_of("himl-ssl", label="ssl")
