@@ -207,6 +207,7 @@ def test_dsa_upload_posts_one_attention_annotation_per_slide(girder: FakeGirder,
     assert result.returncode == 1, result.stderr  # slide_zz has no item
     assert "uploaded 2 annotation(s); 1 slide(s) had no DSA item" in result.stdout
     assert "no DSA item found for slide slide_zz" in result.stderr
+    assert re.search(r"\d\d:\d\d:\d\d DSA upload: 3 of 3 slides, .* slides/s", result.stderr)
 
     assert girder.requests[0]["path"] == "/api/v1/api_key/token" and girder.requests[0]["query"]["key"] == API_KEY
     assert all(r["token"] == TOKEN for r in girder.requests[1:])

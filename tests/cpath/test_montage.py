@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,13 @@ def test_montage_of_twelve_slides_with_one_corrupt(slide_folder: SlideFolder, tm
         "--processes", "2", "--level", "1", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    warnings = [line for line in lines if "montage thumbnails:" not in line]
     assert len(warnings) == 1, result.stderr
     assert warnings[0].startswith("himl: warning:") and "slide_11" in warnings[0]
+    assert re.search(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d montage thumbnails: 12 of 12 slides, .* slides/s", result.stderr, re.M
+    )
     assert "montage of 11 slides" in result.stdout
     # 11 slides in 4 columns and 3 rows of cells: each of the 11 cells shows pink tissue, the 12th is blank
     cell = (800 - MARGIN) // 4 - MARGIN

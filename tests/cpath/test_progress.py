@@ -80,3 +80,22 @@ def test_feature_encoding_shows_progress_and_a_reused_cache_says_so(
     _, encoded = cache_features(records, encoder, options, tmp_path / "cache", show_progress=True)
     err = capsys.readouterr().err
     assert encoded == 0 and "3 of 3 slides cached" in err and "encoding features" not in err
+
+
+def test_the_figures_command_lists_the_files_it_wrote(tmp_path: Path) -> None:
+    from PIL import Image
+
+    tile = tmp_path / "tile.png"
+    Image.new("RGB", (16, 16), (200, 100, 100)).save(tile)
+    lines = ["slide_id,label,prediction,prob_0,prob_1,tile_x,tile_y,attention,image"]
+    for slide, label in (("s1", 1), ("s2", 0)):
+        lines += [f"{slide},{label},{label},0.4,0.6,{16 * k},0,{0.2 * k},{tile}" for k in range(3)]
+    table = tmp_path / "test_output.csv"
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = run_himl("cpath", "figures", str(table), "--tile-size", "16", "--top-k", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    wrote = [Path(line.removeprefix("wrote ")) for line in result.stdout.splitlines() if line.startswith("wrote ")]
+    assert len(wrote) >= 9 and all(path.is_file() for path in wrote)
+    assert {p.name for p in wrote} >= {"s1_top.png", "s1_bottom.png", "s2_top.png", "test_confusion_matrix.png"}
+    assert f"{len(wrote)} figures of 2 slides" in result.stdout
+    assert re.search(rf"{STAMP} attention figures: 2 of 2 slides", result.stderr)

@@ -103,6 +103,7 @@ def _montage(args: argparse.Namespace, host: PluginHost) -> int:
         width=args.width,
         processes=args.processes,
         backend=args.backend,
+        show_progress=True,
     )
     print(f"montage of {len(result.shown)} slides: {result.png} and {result.jpg}")
     return 0
@@ -114,7 +115,12 @@ def _dsa_upload(args: argparse.Namespace, host: PluginHost) -> int:
     slides = read_attention_table(args.table, args.tile_size)
     client = connect(url=args.dsa_url)
     report = upload_attention(
-        client, slides, folder_id=args.folder_id, name=args.name, warn=lambda line: print(line, file=sys.stderr)
+        client,
+        slides,
+        folder_id=args.folder_id,
+        name=args.name,
+        warn=lambda line: print(line, file=sys.stderr),
+        show_progress=True,
     )
     print(f"uploaded {len(report.uploaded)} annotation(s); {len(report.missing)} slide(s) had no DSA item")
     return 1 if report.missing else 0
@@ -153,7 +159,10 @@ def _figures(args: argparse.Namespace, host: PluginHost) -> int:
         backend=args.backend,
         tiles_root=args.tiles_root,
         max_slides=args.max_slides,
+        show_progress=True,
     )
+    for path in written:
+        print(f"wrote {path}")
     print(f"{len(written)} figures of {len({r['slide_id'] for r in rows})} slides in {output}")
     return 0
 

@@ -166,25 +166,45 @@ def upload_attention(
     folder_id: str | None = None,
     name: str = "attention",
     warn: Callable[[str], None] | None = None,
+    show_progress: bool = False,
 ) -> UploadReport:
-    """Post one annotation per slide to its DSA item; slides without an item are listed as missing."""
-    import girder_client
+    """Post one annotation per slide to its DSA item; slides without an item are listed as missing.
+
+    With ``show_progress``, counts, rate and time left go to stderr.
+    """
+    from himl_cpath.progress import Progress
 
     say = warn or (lambda line: None)
     report = UploadReport()
-    for slide_id, tiles in slides.items():
-        item_id = find_item(client, slide_id, folder_id)
-        if item_id is None:
-            report.missing.append(slide_id)
-            say(f"himl: warning: no DSA item found for slide {slide_id}")
-            continue
-        try:
-            created = client.post(
-                "annotation", parameters={"itemId": item_id}, json=annotation_document(slide_id, tiles, name)
-            )
-        except girder_client.HttpError as exc:
-            raise HimlError(
-                f"the DSA refused the annotation of slide {slide_id}: HTTP {exc.status}: {exc.responseText[:200]}"
-            ) from exc
-        report.uploaded[slide_id] = str(created.get("_id", "")) if isinstance(created, dict) else ""
+    with Progress("DSA upload", len(slides), "slides", show=show_progress) as progress:
+        for slide_id, tiles in slides.items():
+            _upload_one(client, slide_id, tiles, folder_id, name, report, say)
+            progress.update()
     return report
+
+
+def _upload_one(
+    client: Any,
+    slide_id: str,
+    tiles: Sequence[TileAttention],
+    folder_id: str | None,
+    name: str,
+    report: UploadReport,
+    say: Callable[[str], None],
+) -> None:
+    import girder_client
+
+    item_id = find_item(client, slide_id, folder_id)
+    if item_id is None:
+        report.missing.append(slide_id)
+        say(f"himl: warning: no DSA item found for slide {slide_id}")
+        return
+    try:
+        created = client.post(
+            "annotation", parameters={"itemId": item_id}, json=annotation_document(slide_id, tiles, name)
+        )
+    except girder_client.HttpError as exc:
+        raise HimlError(
+            f"the DSA refused the annotation of slide {slide_id}: HTTP {exc.status}: {exc.responseText[:200]}"
+        ) from exc
+    report.uploaded[slide_id] = str(created.get("_id", "")) if isinstance(created, dict) else ""

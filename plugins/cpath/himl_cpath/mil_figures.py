@@ -36,7 +36,6 @@ still written.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from himl_cpath.progress import Progress
 from himl_cpath.safe_names import check_distinct, file_stem, inside
 from himl_cpath.slide_table import SlideRecord
 
@@ -538,6 +538,7 @@ def write_figures(
     backend: str | None = None,
     tiles_root: Path | None = None,
     max_slides: int = 0,
+    show_progress: bool = False,
 ) -> list[Path]:
     """Write the test figures of a DeepMIL run into ``folder``; the paths written.
 
@@ -555,6 +556,7 @@ def write_figures(
         tiles_root: the folder that rows' ``image`` paths are relative to.
         max_slides: attention figures for at most this many slides (0: all);
             see :func:`slides_to_show`. The curves always use every slide.
+        show_progress: show counts, rate and time left of the attention figures on stderr.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -569,12 +571,13 @@ def write_figures(
     attention_folder = folder / ATTENTION_FOLDER
     attention_folder.mkdir(exist_ok=True)
     shown = slides_to_show(per_slide, max_slides)
-    for slide_id, slide_tiles in tiles.items():
-        if slide_id not in shown:
-            continue
-        source = _TileSource(slides.get(slide_id), backend, tiles_root, tile_size, tile_level)
-        try:
-            write_slide_figures(attention_folder, slide_id, slide_tiles, source, top_k=top_k, written=written)
-        except Exception as exc:  # one slide's failure must not cost the others their figures
-            print(f"himl: warning: attention figures of slide {slide_id}: {_one_line(exc)}", file=sys.stderr)
+    chosen = [(slide_id, slide_tiles) for slide_id, slide_tiles in tiles.items() if slide_id in shown]
+    with Progress("attention figures", len(chosen), "slides", show=show_progress) as progress:
+        for slide_id, slide_tiles in chosen:
+            source = _TileSource(slides.get(slide_id), backend, tiles_root, tile_size, tile_level)
+            try:
+                write_slide_figures(attention_folder, slide_id, slide_tiles, source, top_k=top_k, written=written)
+            except Exception as exc:  # one slide's failure must not cost the others their figures
+                progress.note(f"himl: warning: attention figures of slide {slide_id}: {_one_line(exc)}")
+            progress.update()
     return written

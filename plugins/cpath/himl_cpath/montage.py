@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from himl_cpath.progress import Progress
 from himl_cpath.slide_table import SlideRecord
 from himl_kernel.errors import HimlError
 
@@ -85,6 +86,7 @@ def make_montage(
     processes: int = 1,
     backend: str | None = None,
     warn: Callable[[str], None] | None = None,
+    show_progress: bool = False,
 ) -> MontageResult:
     """Write ``montage.png`` and ``montage.jpg`` of ``slides`` into the folder ``output``.
 
@@ -97,6 +99,7 @@ def make_montage(
         processes: worker processes reading slides.
         backend: slide reader backend(s), as :func:`himl_cpath.slide.open_slide` takes.
         warn: called with one line per slide left out (default: stderr).
+        show_progress: show counts, rate and time left of the thumbnails on stderr.
     """
     from PIL import Image, ImageDraw
 
@@ -108,13 +111,19 @@ def make_montage(
     columns = max(1, math.ceil(math.sqrt(len(slides))))
     cell = max(16, (width - MARGIN) // columns - MARGIN)
     jobs = [(record, level, cell, backend) for record in slides]
-    if processes > 1:
-        import multiprocessing
+    loaded = []
+    with Progress("montage thumbnails", len(jobs), "slides", show=show_progress) as progress:
+        if processes > 1:
+            import multiprocessing
 
-        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-            loaded = list(pool.map(_load, jobs))
-    else:
-        loaded = [_load(job) for job in jobs]
+            with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+                for item in pool.map(_load, jobs):
+                    loaded.append(item)
+                    progress.update()
+        else:
+            for job in jobs:
+                loaded.append(_load(job))
+                progress.update()
 
     result = MontageResult(output / "montage.png", output / "montage.jpg")
     labels = {r.slide_id: r.label for r in slides}

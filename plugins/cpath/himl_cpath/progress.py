@@ -32,7 +32,11 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Counts ``total`` items of one step; use as a context manager and call :meth:`update` per item."""
+    """Counts ``total`` items of one step; use as a context manager and call :meth:`update` per item.
+
+    ``bar`` chooses a tqdm bar (default: when the stream is a terminal);
+    ``show=False`` counts without printing anything.
+    """
 
     def __init__(
         self,
@@ -43,21 +47,23 @@ class Progress:
         stream: IO[str] | None = None,
         interval: float = LINE_INTERVAL,
         bar: bool | None = None,
+        show: bool = True,
     ) -> None:
         self.what, self.total, self.unit = what, total, unit
         self.stream = stream if stream is not None else sys.stderr
         self.interval = interval
+        self.show = show
         self.done = 0
         self.start = time.monotonic()
         self._last_line = -float("inf")
-        use_bar = bar if bar is not None else self.stream.isatty()
+        use_bar = show and (bar if bar is not None else self.stream.isatty())
         self._bar: Any = None
         if use_bar:
             import importlib
 
             tqdm = importlib.import_module("tqdm").tqdm  # tqdm ships no type hints
             self._bar = tqdm(total=total, desc=what, unit=f" {unit}", file=self.stream, dynamic_ncols=True)
-        else:
+        elif show:
             self._line()
 
     def line(self) -> str:
@@ -83,7 +89,7 @@ class Progress:
         self.done += count
         if self._bar is not None:
             self._bar.update(count)
-        elif self.done >= self.total or time.monotonic() - self._last_line >= self.interval:
+        elif self.show and (self.done >= self.total or time.monotonic() - self._last_line >= self.interval):
             self._line()
 
     def note(self, message: str) -> None:
