@@ -111,6 +111,30 @@ def selected_loggers(host: PluginHost) -> list[str]:
     return [e.name for e in host.loggers if e.options.get("default", False)]
 
 
+#: The logger hi-ml's ``--log_from_vm`` adds to a run on this machine (himl-azure-v2's: a mirror run in the workspace).
+LOG_FROM_VM_LOGGER = "azureml"
+
+
+def add_logger(host: PluginHost, name: str, why: str) -> list[str]:
+    """Add logger ``name`` to the loggers of runs this process (and the processes it starts) activates.
+
+    The choice travels in ``HIML_LOGGERS``, so a job the local backend runs
+    in a child process attaches it too. A logger no plugin offers is one line
+    naming ``why`` (the option that asked for it). Returns the loggers now selected.
+    """
+    try:
+        host.loggers.entry(name)
+    except HimlError:
+        raise HimlError(
+            f"{why} needs the {name!r} logger, which no installed plugin offers (pip install himl-azure-v2)"
+        ) from None
+    names = selected_loggers(host)
+    if name not in names:
+        names.append(name)
+        os.environ[ENV_LOGGERS] = ",".join(names)
+    return names
+
+
 def activate(info: RunInfo, host: PluginHost | None = None, logger_names: list[str] | None = None) -> ActiveRun:
     """Make ``info`` the current run and attach its loggers."""
     if host is None:

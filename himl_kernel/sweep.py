@@ -159,3 +159,72 @@ def format_cli_value(value: Any) -> str:
 
         return json.dumps(value, default=str)  # paths (and other objects) inside a list as their text
     return str(value)
+
+
+# --- hi-ml's SDK v2 form of get_parameter_tuning_args -----------------------------
+
+#: The keys of the dict a hi-ml container's ``get_parameter_tuning_args`` returns (``health_azure.himl``'s names).
+PARAM_SAMPLING_ARG = "parameter_sampling"
+MAX_TOTAL_TRIALS_ARG = "max_total_trials"
+SAMPLING_ALGORITHM_ARG = "sampling_algorithm"
+PRIMARY_METRIC_ARG = "primary_metric"
+GOAL_ARG = "goal"
+_HI_ML_KEYS = (PARAM_SAMPLING_ARG, MAX_TOTAL_TRIALS_ARG, SAMPLING_ALGORITHM_ARG, PRIMARY_METRIC_ARG, GOAL_ARG)
+
+
+def is_hi_ml_tuning_args(args: dict[str, Any]) -> bool:
+    """True when ``args`` is hi-ml's v2 dict (search space, sampling, trials) rather than name -> values."""
+    return PARAM_SAMPLING_ARG in args
+
+
+def _space_of(name: str, value: Any) -> Sequence[Any] | Uniform:
+    """One parameter of an azure-ai-ml search space (Choice, Uniform, LogUniform) or a plain list, as a Sweep's."""
+    kind = type(value).__name__
+    if kind == "Choice" and hasattr(value, "values"):
+        return list(value.values)
+    if kind in ("Uniform", "LogUniform") and hasattr(value, "min_value") and hasattr(value, "max_value"):
+        low, high = float(value.min_value), float(value.max_value)
+        if kind == "LogUniform":  # azure-ai-ml's bounds are exponents: exp(uniform(min, max))
+            return Uniform(math.exp(low), math.exp(high), log=True)
+        return Uniform(low, high)
+    if isinstance(value, Uniform) or (isinstance(value, Sequence) and not isinstance(value, (str, bytes))):
+        return value if isinstance(value, Uniform) else list(value)
+    raise HimlError(
+        f"get_parameter_tuning_args: parameter {name!r} is a {kind}; expected a Choice, Uniform or LogUniform "
+        "of azure.ai.ml.sweep, or a list of values"
+    )
+
+
+def sweep_from_hi_ml_args(args: dict[str, Any], extra: dict[str, list[Any]] | None = None) -> Sweep:
+    """The Sweep of hi-ml's v2 ``get_parameter_tuning_args`` dict, with ``extra`` parameters (folds, seeds) added.
+
+    The keys are :data:`PARAM_SAMPLING_ARG` (name to search space),
+    :data:`MAX_TOTAL_TRIALS_ARG`, :data:`SAMPLING_ALGORITHM_ARG` (``grid`` or
+    ``random``; ``bayesian`` is refused), :data:`PRIMARY_METRIC_ARG` and
+    :data:`GOAL_ARG` (``Minimize`` or ``Maximize``, any case). An unknown key
+    is one line, as a misspelt one would otherwise be dropped.
+    """
+    unknown = sorted(set(args) - set(_HI_ML_KEYS))
+    if unknown:
+        raise HimlError(f"get_parameter_tuning_args: unknown keys {unknown}; hi-ml's keys are {list(_HI_ML_KEYS)}")
+    sampling_space = args.get(PARAM_SAMPLING_ARG)
+    if not isinstance(sampling_space, dict) or not sampling_space:
+        raise HimlError(f"get_parameter_tuning_args: {PARAM_SAMPLING_ARG!r} must be a non-empty dict of parameters")
+    parameters: dict[str, Any] = {str(k): _space_of(str(k), v) for k, v in sampling_space.items()}
+    parameters.update(extra or {})
+    algorithm = str(args.get(SAMPLING_ALGORITHM_ARG, "grid")).strip().lower()
+    if algorithm not in ("grid", "random"):
+        raise HimlError(
+            f"get_parameter_tuning_args: sampling algorithm {algorithm!r} is not supported here; use 'grid' or 'random'"
+        )
+    goal = str(args.get(GOAL_ARG, "minimize")).strip().lower()
+    trials = args.get(MAX_TOTAL_TRIALS_ARG)
+    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int)):
+        raise HimlError(f"get_parameter_tuning_args: {MAX_TOTAL_TRIALS_ARG!r} must be a whole number, got {trials!r}")
+    return Sweep(
+        parameters=parameters,
+        sampling=algorithm,  # type: ignore[arg-type]
+        primary_metric=str(args.get(PRIMARY_METRIC_ARG, "") or ""),
+        goal=goal,  # type: ignore[arg-type]
+        max_trials=trials,
+    )

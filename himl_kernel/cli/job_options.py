@@ -27,6 +27,30 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
     return pairs
 
 
+def split_tags(values: list[str] | None) -> tuple[dict[str, str], str]:
+    """``--tag`` values as KEY=VALUE tags, and hi-ml's free-text tag (a value without ``=``; empty if none).
+
+    hi-ml's runner takes ``--tag my_first_run`` as the run's display name;
+    himl keeps that text as the display name (unless ``--display-name`` is
+    given) and as the tag ``tag``. Two free-text tags are one line.
+    """
+    pairs: dict[str, str] = {}
+    free: list[str] = []
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            if not item.strip():
+                raise HimlError("--tag: an empty tag; give KEY=VALUE or a free-text tag")
+            free.append(item.strip())
+        elif not key:
+            raise HimlError(f"--tag: {item!r} should look like KEY=VALUE")
+        else:
+            pairs[key] = value
+    if len(free) > 1:
+        raise HimlError(f"--tag: one free-text tag (the run's display name) is allowed, got {free}")
+    return pairs, free[0] if free else ""
+
+
 def add_job_options(parser: argparse.ArgumentParser, host: PluginHost, command: str) -> None:
     """The kernel's job options, the shared compute options, then each plugin's own group."""
     from himl_kernel.shared_options import add_shared_options
@@ -38,7 +62,12 @@ def add_job_options(parser: argparse.ArgumentParser, host: PluginHost, command: 
     group.add_argument("--dry-run", action="store_true", help="print what the backend would receive, and stop")
     group.add_argument("--experiment", default="", help="experiment name (default: the model or script name)")
     group.add_argument("--display-name", default="", help="the run's display name")
-    group.add_argument("--tag", action="append", metavar="KEY=VALUE", help="a tag on the run (repeatable)")
+    group.add_argument(
+        "--tag",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a tag on the run (repeatable); a value without '=' is hi-ml's free-text tag: the run's display name",
+    )
     group.add_argument("--env", action="append", metavar="KEY=VALUE", help="an environment variable for the job")
     group.add_argument("--max-parallel", type=int, default=None, help="trials of a sweep that run at once")
     group.add_argument("--snapshot-root", type=Path, default=None, help="the folder the job receives (default: .)")
@@ -95,6 +124,7 @@ def build_job(
         if args.max_parallel < 1:
             raise HimlError(f"--max-parallel must be at least 1, got {args.max_parallel}")
         sweep.max_parallel = args.max_parallel
+    tag_pairs, free_tag = split_tags(args.tag)
     job = JobSpec(
         entry=entry,
         snapshot=Snapshot(args.snapshot_root or Path.cwd()),
@@ -113,9 +143,9 @@ def build_job(
         input_datasets=list(input_datasets or []),
         output_datasets=list(output_datasets or []),
         env_vars=parse_pairs(args.env, "--env"),
-        tags={**(tags or {}), **parse_pairs(args.tag, "--tag")},
+        tags={**(tags or {}), **tag_pairs, **({"tag": free_tag} if free_tag else {})},
         experiment=args.experiment or experiment,
-        display_name=args.display_name,
+        display_name=args.display_name or free_tag,
         sweep=sweep,
         max_run_duration_s=parse_duration(args.max_run_duration) if args.max_run_duration else None,
         wait_for_completion=not args.no_wait,

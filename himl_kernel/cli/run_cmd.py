@@ -85,6 +85,12 @@ def run_run(args: argparse.Namespace, host: PluginHost) -> int:
     from himl_kernel.fields import non_default_arguments
 
     default_compute(job_args, host)  # --cluster alone means AzureML, as in hi-ml's runner
+    if getattr(container, "log_from_vm", False) is True and job_args.compute in (None, "local"):
+        from himl_kernel.current import LOG_FROM_VM_LOGGER, add_logger
+
+        # hi-ml's --log_from_vm: a run on this machine is mirrored in the AzureML workspace; a job
+        # in AzureML logs there already, so the flag has nothing more to do for one
+        add_logger(host, LOG_FROM_VM_LOGGER, "--log_from_vm")
     nodes = container.default_num_nodes()
     if nodes is not None and not _given(args.extra_args, "--num_nodes", "--num-nodes"):
         job_args.num_nodes = nodes  # a hi-ml container's self.num_nodes; the command line wins

@@ -106,7 +106,7 @@ class WorkflowParams(BaseModel):
     """Seeds, sweeps, starting checkpoints, inference, regression tests."""
 
     random_seed: int = Field(42, description="seed of everything; a cross-validation fold adds its index")
-    different_seeds: int = Field(0, ge=0, description="if above 0: that many child runs, seeds random_seed + 0, 1, ...")
+    different_seeds: int = Field(0, ge=0, description="if above 0: that many child runs, seeds 0, 1, ... (hi-ml's)")
     hyperdrive: bool = Field(False, description="run the sweep get_parameter_tuning_args() describes")
     src_checkpoint: str = Field(
         "", description="checkpoint to start from: a path, an https:// URL, or RUN_ID:checkpoints/last.ckpt"
@@ -116,7 +116,9 @@ class WorkflowParams(BaseModel):
     )
     run_inference_only: bool = Field(False, description="no training: test the model of src_checkpoint")
     mode: RunMode = Field("train", description="train, or eval_full: inference on get_eval_data_module()")
-    log_from_vm: bool = Field(False, description="kept for hi-ml configs: every himl run already logs to its run store")
+    log_from_vm: bool = Field(
+        False, description="a run on this machine also logs to a run in the AzureML workspace (himl-azure-v2)"
+    )
     regression_test_folder: Path | None = Field(
         None, description="a folder of expected outputs (and metrics.json) to compare the run with"
     )
@@ -184,8 +186,10 @@ class LightningContainer(TrainerParams, OptimizerParams, WorkflowParams, Dataset
         """Extra keyword arguments for ``lightning.pytorch.Trainer`` (they win over the container's)."""
         return {}
 
-    def get_parameter_tuning_args(self) -> dict[str, list[Any]]:
-        """Field name to the values to try, for ``--hyperdrive``: a grid of child runs."""
+    def get_parameter_tuning_args(self) -> dict[str, Any]:
+        """The sweep of ``--hyperdrive``: field name to the values to try (a grid of child runs), or hi-ml's
+        SDK v2 dict (keys in :mod:`himl_kernel.sweep`: ``parameter_sampling`` of azure-ai-ml ``Choice``,
+        ``Uniform``..., ``sampling_algorithm``, ``max_total_trials``, ``primary_metric``, ``goal``)."""
         return {}
 
     def get_checkpoint_to_test(self) -> Path:
@@ -262,24 +266,28 @@ class LightningContainer(TrainerParams, OptimizerParams, WorkflowParams, Dataset
         return configs
 
     def get_sweep(self) -> Sweep | None:
-        from himl_kernel.sweep import Sweep
+        from himl_kernel.sweep import Sweep, is_hi_ml_tuning_args, sweep_from_hi_ml_args
 
         parameters: dict[str, list[Any]] = {}
+        tuning: dict[str, Any] = {}
         if self.hyperdrive:
-            space = self.get_parameter_tuning_args()
-            if not space:
+            tuning = dict(self.get_parameter_tuning_args())
+            if not tuning:
                 raise HimlError(f"--hyperdrive: {type(self).__name__}.get_parameter_tuning_args() returned no values")
-            parameters.update(space)
+            if not is_hi_ml_tuning_args(tuning):
+                parameters.update(tuning)
         if self.is_crossvalidation_parent:
             parameters["crossval_index"] = list(range(self.crossval_count))
         if self.different_seeds > 0:
-            parameters["random_seed"] = [self.random_seed + i for i in range(self.different_seeds)]
+            parameters["random_seed"] = list(range(self.different_seeds))  # hi-ml's seeds: 0, 1, ..., N-1
+        if tuning and is_hi_ml_tuning_args(tuning):  # hi-ml's SDK v2 dict: search space, sampling, trials
+            return sweep_from_hi_ml_args(tuning, extra=parameters)
         if not parameters:
             return None
         if list(parameters) == ["crossval_index"]:
             return Sweep.crossval(self.crossval_count)
         if list(parameters) == ["random_seed"]:
-            return Sweep.seeds(self.different_seeds, first=self.random_seed)
+            return Sweep.seeds(self.different_seeds, first=0)
         return Sweep(parameters=parameters)
 
     def get_tags(self) -> dict[str, str]:

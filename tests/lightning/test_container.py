@@ -20,7 +20,7 @@ def test_crossvalidation_and_different_seeds_expand_into_child_runs() -> None:
     crossval = HelloWorld(crossval_count=3).get_sweep()
     assert crossval is not None and crossval.trials() == [{"crossval_index": i} for i in range(3)]
     seeds = HelloWorld(different_seeds=2, random_seed=7).get_sweep()
-    assert seeds is not None and seeds.trials() == [{"random_seed": 7}, {"random_seed": 8}]
+    assert seeds is not None and seeds.trials() == [{"random_seed": 0}, {"random_seed": 1}]  # hi-ml's seeds
     both = HelloWorld(crossval_count=2, different_seeds=2).get_sweep()
     assert both is not None and len(both.trials()) == 4
     assert HelloWorld().get_sweep() is None
