@@ -74,6 +74,19 @@ def class_indices(records: Sequence[BagSource], num_classes: int) -> list[Labell
     return labelled
 
 
+def patient_groups(slides: Sequence[LabelledSlide]) -> list[list[LabelledSlide]]:
+    """The slides grouped by patient, in first-seen order; a slide without a ``patient_id`` is a group alone."""
+    groups: dict[str, list[LabelledSlide]] = {}
+    for slide in slides:
+        patient = slide.record.patient_id
+        groups.setdefault(f"patient:{patient}" if patient else f"slide:{slide.record.slide_id}", []).append(slide)
+    return list(groups.values())
+
+
+def _group_key(group: list[LabelledSlide]) -> str:
+    return group[0].record.patient_id or group[0].record.slide_id
+
+
 def split_slides(
     slides: Sequence[LabelledSlide],
     *,
@@ -93,6 +106,10 @@ def split_slides(
     test slides, say) gets no more slides by its fraction. With
     cross-validation the test slides stay the same and fold
     ``crossval_index`` of the remaining ones is the validation set.
+
+    Slides that share a ``patient_id`` are dealt out together, by the class
+    of the patient's first slide, so a patient's slides never straddle two
+    splits or two folds (fractions then count patients).
     """
     fixed = fixed or {}
     if "test" in fixed.values():
@@ -101,29 +118,35 @@ def split_slides(
         val_fraction = 0.0
         crossval_count = 1  # the validation slides are given
     splits = SlideSplits()
-    free: dict[int, list[LabelledSlide]] = {}
-    for slide in slides:
-        where = fixed.get(slide.record.slide_id, "")
-        if where:
+    free: dict[int, list[list[LabelledSlide]]] = {}
+    for group in patient_groups(slides):
+        places = {fixed.get(slide.record.slide_id, "") for slide in group} - {""}
+        if len(places) > 1:
+            raise HimlError(
+                f"patient {group[0].record.patient_id}: its slides are given different splits: "
+                f"{', '.join(sorted(places))}"
+            )
+        if places:
+            where = places.pop()
             if where not in SPLITS:
-                raise HimlError(f"slide {slide.record.slide_id}: split {where!r} is not one of {', '.join(SPLITS)}")
-            getattr(splits, where).append(slide)
+                raise HimlError(f"slide {group[0].record.slide_id}: split {where!r} is not one of {', '.join(SPLITS)}")
+            getattr(splits, where).extend(group)
         else:
-            free.setdefault(slide.label, []).append(slide)
+            free.setdefault(group[0].label, []).append(group)
     rng = random.Random(seed)
     for label in sorted(free):
-        members = sorted(free[label], key=lambda s: s.record.slide_id)
+        members = sorted(free[label], key=_group_key)
         rng.shuffle(members)
         n_test = round(len(members) * test_fraction)
-        splits.test += members[:n_test]
+        splits.test += [slide for group in members[:n_test] for slide in group]
         rest = members[n_test:]
         if crossval_count > 1 and crossval_index is not None:
-            for position, slide in enumerate(rest):
-                (splits.val if position % crossval_count == crossval_index else splits.train).append(slide)
+            for position, group in enumerate(rest):
+                (splits.val if position % crossval_count == crossval_index else splits.train).extend(group)
         else:
             n_val = round(len(members) * val_fraction)
-            splits.val += rest[:n_val]
-            splits.train += rest[n_val:]
+            splits.val += [slide for group in rest[:n_val] for slide in group]
+            splits.train += [slide for group in rest[n_val:] for slide in group]
     for name in SPLITS:
         if not splits.of(name):
             raise HimlError(f"no slides for the {name} split: {len(slides)} slides are too few for these fractions")

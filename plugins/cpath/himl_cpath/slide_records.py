@@ -22,6 +22,8 @@ class SlideRecord:
     image: Path
     label: str = ""
     mask: Path | None = None
+    #: the patient the slide comes from; slides of one patient always share a split and a fold
+    patient_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class TileFileBag:
     images: tuple[str, ...]
     tile_x: tuple[int, ...]
     tile_y: tuple[int, ...]
+    patient_id: str = ""
 
     def paths(self) -> list[Path]:
         return [self.root / image for image in self.images]
@@ -71,6 +74,11 @@ def tile_bags_from_rows(
             )
         if parts != {""}:
             splits[slide_id] = parts.pop()
+        patients = {(m.get("patient_id") or "").strip() for m in members}
+        if len(patients) > 1:
+            raise HimlError(
+                f"{where}: the tiles of slide {slide_id} name different patients: {', '.join(sorted(patients))}"
+            )
         bags.append(
             TileFileBag(
                 slide_id=slide_id,
@@ -79,6 +87,7 @@ def tile_bags_from_rows(
                 images=tuple(m["image"] for m in members),
                 tile_x=tuple(int(float(m.get("tile_x") or -1)) for m in members),
                 tile_y=tuple(int(float(m.get("tile_y") or -1)) for m in members),
+                patient_id=patients.pop(),
             )
         )
     return bags, splits

@@ -2,7 +2,8 @@
 
 A slides ``dataset.csv`` has a column ``image`` (the slide file, relative to
 the CSV's folder or absolute) and optionally ``slide_id`` (default: the file
-name without its extension), ``label`` and ``mask`` (a tissue mask image).
+name without its extension), ``label``, ``mask`` (a tissue mask image) and
+``patient_id`` (slides of one patient are kept in one split and fold).
 A PANDA folder is read by its own layout (:mod:`himl_cpath.conventions`).
 The record types come from :mod:`himl_cpath.slide_records` and are importable
 from here too.
@@ -75,6 +76,7 @@ def slides_from_csv(path: Path) -> list[SlideRecord]:
                     image=image,
                     label=row.get("label") or "",
                     mask=path.parent / mask if mask else None,
+                    patient_id=(row.get("patient_id") or "").strip(),
                 )
             )
     return records
