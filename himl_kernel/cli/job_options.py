@@ -71,6 +71,14 @@ def add_job_options(parser: argparse.ArgumentParser, host: PluginHost, command: 
     group.add_argument("--env", action="append", metavar="KEY=VALUE", help="an environment variable for the job")
     group.add_argument("--max-parallel", type=int, default=None, help="trials of a sweep that run at once")
     group.add_argument("--snapshot-root", type=Path, default=None, help="the folder the job receives (default: .)")
+    if command == "run":
+        group.add_argument(
+            "--strictly_aml_v1",
+            "--strictly-aml-v1",
+            dest="strictly_aml_v1",
+            action="store_true",
+            help=f"with --cluster: submit through the AzureML SDK v1 (backend {V1_BACKEND!r}, {V1_BACKEND_PLUGIN})",
+        )
     env = parser.add_argument_group("software environment")
     add_shared_options(group, env)
     host.add_options(parser, command)
@@ -80,6 +88,9 @@ def add_job_options(parser: argparse.ArgumentParser, host: PluginHost, command: 
 CLUSTER_BACKEND = "azureml"
 #: The plugin distribution that provides it.
 CLUSTER_BACKEND_PLUGIN = "himl-azure-v2"
+#: The backend of hi-ml's ``--strictly_aml_v1`` (AzureML SDK v1), and its plugin distribution.
+V1_BACKEND = "azureml-v1"
+V1_BACKEND_PLUGIN = "himl-azure-v1"
 
 
 def default_compute(args: argparse.Namespace, host: PluginHost) -> None:
@@ -87,8 +98,12 @@ def default_compute(args: argparse.Namespace, host: PluginHost) -> None:
 
     hi-ml's runner submits to AzureML whenever a cluster is named; so does
     ``himl run``. Without an ``azureml`` backend installed that is one line
-    saying which plugin to install.
+    saying which plugin to install. ``--strictly_aml_v1`` (hi-ml's) picks the
+    SDK v1 backend instead, refused in one line while it is not installed.
     """
+    if getattr(args, "strictly_aml_v1", False):
+        _choose_v1(args, host)
+        return
     if args.compute is not None:
         return
     if not args.cluster:
@@ -101,6 +116,20 @@ def default_compute(args: argparse.Namespace, host: PluginHost) -> None:
             "failed to load); or name the backend with --compute"
         )
     args.compute = CLUSTER_BACKEND
+
+
+def _choose_v1(args: argparse.Namespace, host: PluginHost) -> None:
+    """``--strictly_aml_v1``: the SDK v1 backend, or one line saying why it cannot be had."""
+    if args.compute is not None and args.compute != V1_BACKEND:
+        raise HimlError(f"--strictly_aml_v1 submits with backend {V1_BACKEND!r}, but --compute names {args.compute!r}")
+    if args.compute is None and not args.cluster:
+        raise HimlError("--strictly_aml_v1 chooses the AzureML SDK v1 for a submission: give --cluster NAME too")
+    if V1_BACKEND not in host.compute_backends:
+        raise HimlError(
+            f"--strictly_aml_v1 needs the AzureML SDK v1 backend {V1_BACKEND!r}, which is not installed: "
+            f"pip install {V1_BACKEND_PLUGIN} (`himl plugins` shows one that failed to load)"
+        )
+    args.compute = V1_BACKEND
 
 
 def build_job(

@@ -165,3 +165,65 @@ def test_log_from_vm_without_a_plugin_that_offers_it_is_one_line(
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--model", "HelloWorld", "--log_from_vm", "--dry-run"]) != 0
     assert error_lines(capsys.readouterr().err) == [f"himl: error: {info.value}"]
+
+
+class V1Backend:
+    """A plugin offering a backend named as himl-azure-v1's."""
+
+    @hookimpl
+    def himl_register_compute_backends(self, registry: Registry[Any]) -> None:
+        registry.add("azureml-v1", "himl_kernel.backends.local:LocalBackend", "a stand-in SDK v1 backend")
+
+
+def _run_options(*argv: str) -> Any:
+    from himl_kernel.argparsing import HimlArgumentParser
+    from himl_kernel.cli.job_options import add_job_options
+
+    host = fresh_host()
+    parser = HimlArgumentParser(prog="himl run", add_help=False)
+    add_job_options(parser, host, "run")
+    return parser.parse_args(list(argv))
+
+
+def test_strictly_aml_v1_picks_the_sdk_v1_backend_when_one_is_installed() -> None:
+    from himl_kernel.cli.job_options import default_compute
+
+    args = _run_options("--cluster", "gpu", "--strictly_aml_v1")
+    default_compute(args, fresh_host(V1Backend(), names=["v1"]))
+    assert args.compute == "azureml-v1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--cluster", "gpu", "--strictly_aml_v1"],
+            "--strictly_aml_v1 needs the AzureML SDK v1 backend 'azureml-v1', which is not installed: "
+            "pip install himl-azure-v1 (`himl plugins` shows one that failed to load)",
+        ),
+        (
+            ["--strictly_aml_v1"],
+            "--strictly_aml_v1 chooses the AzureML SDK v1 for a submission: give --cluster NAME too",
+        ),
+        (
+            ["--cluster", "gpu", "--compute", "azureml", "--strictly-aml-v1"],
+            "--strictly_aml_v1 submits with backend 'azureml-v1', but --compute names 'azureml'",
+        ),
+    ],
+)
+def test_strictly_aml_v1_that_cannot_be_honoured_is_one_line(argv: list[str], message: str) -> None:
+    from himl_kernel.cli.job_options import default_compute
+
+    with pytest.raises(HimlError) as info:
+        default_compute(_run_options(*argv), fresh_host())
+    assert str(info.value) == message
+
+
+def test_strictly_aml_v1_on_the_command_line_without_the_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HIML_DISABLE_PLUGINS", "azure_v1")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--model", "HelloWorld", "--cluster", "gpu", "--strictly_aml_v1", "--dry-run"]) != 0
+    (line,) = error_lines(capsys.readouterr().err)
+    assert line.startswith("himl: error: --strictly_aml_v1 needs the AzureML SDK v1 backend 'azureml-v1'")
