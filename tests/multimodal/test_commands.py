@@ -43,7 +43,7 @@ def test_ground_writes_figure_and_map(
 
 def test_zero_shot_csv_with_labels_reports_auroc(
     image_weights: Path, text_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     images = _images(tmp_path / "imgs", 4)
     table = tmp_path / "imgs" / "table.csv"
     table.write_text("image,label\n" + "".join(f"{p.name},{i % 2}\n" for i, p in enumerate(images)))
