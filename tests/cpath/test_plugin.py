@@ -66,7 +66,7 @@ def test_entry_point_registers_cpath_and_imports_nothing_heavy(tmp_path: Path) -
     report = json.loads(result.stdout)
     assert "cpath" in report["commands"]
     assert "DeepMIL" in report["models"]
-    for name in ("tile", "montage", "dsa-upload", "info"):
+    for name in ("tile", "montage", "dsa-upload", "export-annotations", "info"):
         assert name in report["help"]
     assert heavy(report["after_discovery"]) == []
     assert heavy(report["after_help"]) == []

@@ -1,4 +1,4 @@
-"""``himl cpath``: tile, montage, dsa-upload, figures and info, on the command line.
+"""``himl cpath``: tile, montage, dsa-upload, export-annotations, figures and info, on the command line.
 
 The module is imported only when ``himl cpath`` runs; each subcommand
 imports what it needs when it is chosen.
@@ -126,6 +126,19 @@ def _dsa_upload(args: argparse.Namespace, host: PluginHost) -> int:
     return 1 if report.missing else 0
 
 
+def _export_annotations(args: argparse.Namespace, host: PluginHost) -> int:
+    from himl_cpath.dsa import read_attention_table
+    from himl_cpath.geojson_export import export_annotations
+
+    slides = read_attention_table(args.table, args.tile_size)
+    output = args.output or args.table.parent / "annotations"
+    written = export_annotations(slides, output, show_progress=True)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"{len(written)} GeoJSON file(s) of tile attention in {output}")
+    return 0
+
+
 def _figures(args: argparse.Namespace, host: PluginHost) -> int:
     import csv
 
@@ -233,6 +246,23 @@ class CpathCommand:
         dsa.add_argument("--name", default="attention", help="annotation name (default: attention)")
         dsa.add_argument("--dsa-url", default=None, help="the DSA's API address (default: $DSA_URL)")
         dsa.set_defaults(handler=_dsa_upload)
+
+        export = sub.add_parser(
+            "export-annotations", help="tile attention as GeoJSON that QuPath imports, one file per slide"
+        )
+        export.add_argument(
+            "table", type=Path, help="per-tile CSV: slide_id, tile_x/left, tile_y/top, attention/bag_attn"
+        )
+        export.add_argument(
+            "--output",
+            type=Path,
+            default=None,
+            help="folder for the .geojson files (default: annotations/ beside it)",
+        )
+        export.add_argument(
+            "--tile-size", type=int, default=None, help="tile side in level-0 pixels, without right/bottom"
+        )
+        export.set_defaults(handler=_export_annotations)
 
         figures = sub.add_parser(
             "figures", help="ROC/PR curves and attention tiles and heatmaps from a DeepMIL test_output.csv"

@@ -31,7 +31,11 @@ MIL_CONFIGS = {
 
 @hookimpl
 def himl_register_commands(registry: Registry[Command]) -> None:
-    registry.add("cpath", "himl_cpath.cli:command", "pathology slides: tile, montage, dsa-upload, figures, info")
+    registry.add(
+        "cpath",
+        "himl_cpath.cli:command",
+        "pathology slides: tile, montage, dsa-upload, export-annotations, figures, info",
+    )
 
 
 @hookimpl
