@@ -190,12 +190,22 @@ def test_environment_is_registered_once_under_a_name_derived_from_its_content(
 
     (project / "requirements.txt").write_text("numpy==1.26.4  # pinned\n\ntorch\n")
     backend.submit(script_job(project, environment=Environment(pip_requirements=project / "requirements.txt")), host)
+    # a docker image with the project's environment.yml: hi-ml installs the user's packages in that image
     backend.submit(script_job(project, environment=Environment(docker_image="myregistry.io/train:3")), host)
-    pip_env, docker_env = control_plane.registered_environments[1:]
+    bare = script_job(project, environment=Environment(docker_image="myregistry.io/train:3"))
+    (project / "environment.yml").unlink()
+    backend.submit(bare, host)
+    first_env, pip_env, docker_conda_env, docker_env = control_plane.registered_environments
+    assert first_env["image"] == "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.3-cudnn8-ubuntu20.04:20230509.v1"
     assert pip_env["conda_file"]["dependencies"][-1] == {"pip": ["numpy==1.26.4", "torch"]}
+    assert docker_conda_env["image"] == "myregistry.io/train:3"
+    assert docker_conda_env["conda_file"] == yaml.safe_load(CONDA)
     assert docker_env["image"] == "myregistry.io/train:3" and "conda_file" not in docker_env
     names = {e["name"] for e in control_plane.registered_environments}
-    assert len(names) == 3
+    assert len(names) == 4
+    # no --shm-size: hi-ml's 100g, not the service's small default that data loaders run out of
+    assert control_plane.submitted[0].rest["properties"]["resources"]["shmSize"] == "16g"
+    assert control_plane.submitted[-1].rest["properties"]["resources"]["shmSize"] == "100g"
 
 
 def test_input_datasets_become_data_assets_when_missing(project: Path, control_plane: ControlPlane) -> None:

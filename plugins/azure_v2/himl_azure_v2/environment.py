@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 
     from himl_kernel.job import Environment
 
-#: The base image for conda and pip environments when no docker image is given.
-DEFAULT_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+#: The base image for conda and pip environments when no docker image is given: hi-ml's, a CUDA image at a
+#: pinned tag (a GPU job gets CUDA, and the image cannot change under a user between two submissions).
+DEFAULT_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.3-cudnn8-ubuntu20.04:20230509.v1"
+#: The shared memory of a job when none is given (hi-ml's ``docker_shm_size``): data loaders with workers need it.
+DEFAULT_SHM_SIZE = "100g"
 ENVIRONMENT_VERSION = "1"
 
 
@@ -70,14 +73,16 @@ def _pip_lines(path: Path) -> list[str]:
 
 
 def definition_of(env: Environment, snapshot_root: Path | None = None) -> EnvironmentDefinition:
-    """The environment a JobSpec asks for; ``environment.yml`` in the snapshot root when it asks for none.
+    """The environment a JobSpec asks for; ``environment.yml`` in the snapshot root when it names no conda or
+    pip file, on top of its docker image if it gives one (hi-ml's behaviour: the user's packages are installed
+    in that image, not left out).
 
     Raises:
         HimlError: nothing was given and the snapshot root has no ``environment.yml``, or the conda file is
             not a YAML mapping.
     """
     conda_file = env.conda_file
-    if conda_file is None and env.pip_requirements is None and not env.docker_image and snapshot_root is not None:
+    if conda_file is None and env.pip_requirements is None and snapshot_root is not None:
         fallback = snapshot_root / "environment.yml"
         conda_file = fallback if fallback.is_file() else None
     if conda_file is not None:

@@ -19,6 +19,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from himl_azure_v2.environment import DEFAULT_SHM_SIZE
 from himl_azure_v2.workspace import DEFAULT_DATASTORE
 from himl_kernel.errors import HimlError
 from himl_kernel.runinfo import ENV_WIRE_FORMAT, WIRE_FORMAT
@@ -168,7 +169,7 @@ def build_azure_job(spec: JobSpec, settings: AzureSettings) -> Job:
         compute=settings.cluster,
         instance_count=spec.compute.num_nodes,
         distribution=_distribution(spec, settings.distribution),
-        shm_size=spec.environment.shm_size or None,
+        shm_size=spec.environment.shm_size or DEFAULT_SHM_SIZE,
         environment_variables=env_vars or None,
         inputs=inputs or None,
         outputs=outputs or None,
