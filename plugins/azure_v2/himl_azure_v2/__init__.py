@@ -12,11 +12,30 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from himl_azure_v2.himl_compat import AzureRunInfo, submit_to_azure_if_needed
+    from himl_azure_v2.run_files import (
+        download_checkpoints_from_run_id,
+        download_files_from_run_id,
+        is_running_in_azure_ml,
+    )
     from himl_azure_v2.transfer import download_from_datastore, upload_to_datastore
+    from himl_kernel.datasets import DatasetConfig
 
-__all__ = ["AzureRunInfo", "download_from_datastore", "submit_to_azure_if_needed", "upload_to_datastore"]
+__all__ = [
+    "AzureRunInfo",
+    "DatasetConfig",
+    "download_checkpoints_from_run_id",
+    "download_files_from_run_id",
+    "download_from_datastore",
+    "is_running_in_azure_ml",
+    "submit_to_azure_if_needed",
+    "upload_to_datastore",
+]
 
 _WHERE = {
+    "DatasetConfig": "himl_kernel.datasets",
+    "download_checkpoints_from_run_id": "himl_azure_v2.run_files",
+    "download_files_from_run_id": "himl_azure_v2.run_files",
+    "is_running_in_azure_ml": "himl_azure_v2.run_files",
     "AzureRunInfo": "himl_azure_v2.himl_compat",
     "submit_to_azure_if_needed": "himl_azure_v2.himl_compat",
     "download_from_datastore": "himl_azure_v2.transfer",
