@@ -15,6 +15,7 @@ from himl_cpath.mil_figures import (
     GRID_MARGIN,
     HEATMAP_ALPHA,
     HEATMAP_COLORMAP,
+    TITLE_HEIGHT,
     SlideScore,
     area_under_curve,
     average_precision,
@@ -210,8 +211,8 @@ def test_top_and_bottom_grids_show_the_extreme_tiles_in_order(
 ) -> None:
     folder, _, attentions = binary_run
     ranked = np.argsort(attentions)[::-1]
-    top = read_png(folder / "attention" / "small_top.png")
-    bottom = read_png(folder / "attention" / "small_bottom.png")
+    top = read_png(folder / "attention" / "small_top.png")[TITLE_HEIGHT:]  # below the title band
+    bottom = read_png(folder / "attention" / "small_bottom.png")[TITLE_HEIGHT:]
     # 12 tiles in 4 columns of 256-pixel cells (the captions are narrower than a tile)
     assert top.shape[1] == GRID_MARGIN + 4 * (TILE + GRID_MARGIN)
     with open_slide(small_slide.path, "tifffile") as reader:
@@ -229,7 +230,7 @@ def test_heatmap_tints_tiles_by_attention_and_leaves_the_rest(
     from matplotlib import colormaps
 
     folder, _, attentions = binary_run
-    heatmap = read_png(folder / "attention" / "small_heatmap.png").astype(np.float64)
+    heatmap = read_png(folder / "attention" / "small_heatmap.png").astype(np.float64)[TITLE_HEIGHT:]
     with open_slide(small_slide.path, "tifffile") as reader:
         thumbnail = reader.thumbnail((512, 512)).astype(np.float64)
     height, width = thumbnail.shape[:2]
@@ -312,9 +313,9 @@ def test_multiclass_tiles_dataset(tmp_path: Path) -> None:
     )
     assert not any(p.name.endswith("_heatmap.png") for p in written)
     with Image.open(attention / "s4_top.png") as image:
-        top = np.asarray(image.convert("RGB"))
+        top = np.asarray(image.convert("RGB"))[TITLE_HEIGHT:]
     with Image.open(attention / "s4_bottom.png") as image:
-        bottom = np.asarray(image.convert("RGB"))
+        bottom = np.asarray(image.convert("RGB"))[TITLE_HEIGHT:]
     assert top[GRID_MARGIN : GRID_MARGIN + 32, GRID_MARGIN : GRID_MARGIN + 32].reshape(-1, 3).tolist() == [
         [120, 110, 80]
     ] * (32 * 32)  # tile 3 of slide 4
@@ -354,3 +355,36 @@ def test_a_cap_on_attention_figures_shares_them_over_classes_sure_and_unsure() -
     # per class: the surest, then the least sure
     assert slides_to_show(scores, 4) == {"n0", "n5", "p2", "p0"}
     assert slides_to_show(scores, 7) == {"n0", "n5", "n1", "n4", "p2", "p0", "p1"}
+
+
+def test_heatmaps_share_one_colour_scale_unless_asked_per_slide() -> None:
+    from himl_cpath.mil_figures import attention_heatmap
+    from matplotlib import colormaps
+
+    white = np.full((40, 40, 3), 255, dtype=np.uint8)
+    boxes = [(0.0, 0.0, 20.0, 20.0), (20.0, 20.0, 40.0, 40.0)]
+    colormap = colormaps[HEATMAP_COLORMAP]
+
+    def tint(image: Image.Image, x: int, y: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+        pixel = np.asarray(image.convert("RGB"), dtype=np.float64)[y, x]
+        return np.asarray((pixel - (1 - HEATMAP_ALPHA) * 255) / HEATMAP_ALPHA)
+
+    # a cool slide (attention 0.1 and 0.2) on the test set's scale 0..1 stays near the cool end
+    shared = attention_heatmap(white, (1.0, 1.0), boxes, [0.1, 0.2], value_range=(0.0, 1.0))
+    assert np.allclose(tint(shared, 10, 10), np.array(colormap(0.1)[:3]) * 255, atol=3)
+    assert np.allclose(tint(shared, 30, 30), np.array(colormap(0.2)[:3]) * 255, atol=3)
+    # on its own range the same slide spans the whole colour map
+    own = attention_heatmap(white, (1.0, 1.0), boxes, [0.1, 0.2])
+    assert np.allclose(tint(own, 30, 30), np.array(colormap(1.0)[:3]) * 255, atol=3)
+
+
+def test_attention_figures_are_titled_with_the_slide_label_and_prediction() -> None:
+    from himl_cpath.mil_figures import slide_title, titled
+
+    title = slide_title("TCGA-01", SlideScore(label=1, prediction=0, probabilities=(0.7, 0.3)))
+    assert title == "TCGA-01  |  true label 1  |  predicted 0 (p=0.70)"
+    image = titled(Image.new("RGB", (300, 20), (255, 0, 0)), title)
+    pixels = np.asarray(image)
+    assert image.size == (300, 20 + TITLE_HEIGHT)
+    assert (pixels[:TITLE_HEIGHT] < 128).any()  # text in the band
+    assert (pixels[TITLE_HEIGHT:] == [255, 0, 0]).all()  # the figure itself untouched below it

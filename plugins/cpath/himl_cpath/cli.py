@@ -173,6 +173,7 @@ def _figures(args: argparse.Namespace, host: PluginHost) -> int:
         tiles_root=args.tiles_root,
         max_slides=args.max_slides,
         show_progress=True,
+        shared_scale=not args.per_slide_scale,
     )
     for path in written:
         print(f"wrote {path}")
@@ -280,6 +281,11 @@ class CpathCommand:
         figures.add_argument("--top-k", type=int, default=12, help="tiles in each top and bottom figure")
         figures.add_argument(
             "--max-slides", type=int, default=0, help="attention figures for at most this many slides (default: all)"
+        )
+        figures.add_argument(
+            "--per-slide-scale",
+            action="store_true",
+            help="colour each heatmap over its own attention range (default: one scale for all slides)",
         )
         figures.add_argument("--backend", default="auto", help="slide reader (default: auto)")
         figures.set_defaults(handler=_figures)

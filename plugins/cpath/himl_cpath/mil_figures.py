@@ -16,8 +16,12 @@
   grid (highest first, and lowest first), each captioned with its attention
   and its level-0 x, y.
 - ``attention/<slide_id>_heatmap.png``: the slide's thumbnail with every tile's
-  rectangle tinted by its attention, and a colour bar on the right. Only for
-  slides that have a slide file and tile coordinates.
+  rectangle tinted by its attention, and a labelled colour bar on the right.
+  Only for slides that have a slide file and tile coordinates. By default all
+  heatmaps share one colour scale (the attention range of every slide shown),
+  so a slide with low attention everywhere looks cool; a per-slide scale is
+  an option. Every attention figure has a title band of :data:`TITLE_HEIGHT`
+  pixels on top: slide id, true label, predicted class and its probability.
 
 ``<slide_id>`` stands for the safe file name of the id
 (:func:`himl_cpath.safe_names.file_stem`): the id itself when it is a plain name.
@@ -429,22 +433,30 @@ def attention_heatmap(
     scale: tuple[float, float],
     boxes: Sequence[tuple[float, float, float, float]],
     attentions: Sequence[float],
+    value_range: tuple[float, float] | None = None,
 ) -> Image.Image:
-    """``thumbnail`` with each level-0 box tinted by its attention, and a colour bar on its right.
+    """``thumbnail`` with each level-0 box tinted by its attention, and a labelled colour bar on its right.
 
     ``scale`` is thumbnail pixels per level-0 pixel (x, y). Attention is
-    scaled to the slide's own range before the colour map; pixels outside
-    every box are the thumbnail's, unchanged.
+    mapped to colours over ``value_range`` (low, high): one range shared by
+    every slide of a test set, so that a slide whose attention is low
+    everywhere does not look hot; without it, over the slide's own range.
+    Pixels outside every box are the thumbnail's, unchanged.
     """
     from matplotlib import colormaps
     from PIL import Image, ImageDraw
 
     height, width = thumbnail.shape[:2]
     values = np.asarray(attentions, dtype=np.float64)
-    low = float(values.min()) if values.size else 0.0
-    high = float(values.max()) if values.size else 1.0
+    if value_range is not None:
+        low, high = value_range
+        scale_name = "attention\n(scale of\nall slides)"
+    else:
+        low = float(values.min()) if values.size else 0.0
+        high = float(values.max()) if values.size else 1.0
+        scale_name = "attention\n(this slide's\nrange)"
     span = high - low
-    normed = (values - low) / span if span > 0 else np.full(values.shape, 0.5)
+    normed = np.clip((values - low) / span, 0.0, 1.0) if span > 0 else np.full(values.shape, 0.5)
     colormap = colormaps[HEATMAP_COLORMAP]
     colours = np.asarray(colormap(normed), dtype=np.float64)[..., :3] * 255.0
     tint = np.zeros((height, width, 3), dtype=np.float64)
@@ -468,8 +480,31 @@ def attention_heatmap(
     text_left = width + 8 + bar_width + 3
     draw.text((text_left, 0), f"{high:.3g}", fill=(0, 0, 0))
     draw.text((text_left, max(0, height - 12)), f"{low:.3g}", fill=(0, 0, 0))
-    draw.text((text_left, max(0, height // 2 - 6)), "attention", fill=(0, 0, 0))
+    draw.multiline_text((text_left, max(0, height // 2 - 18)), scale_name, fill=(0, 0, 0), spacing=2)
     return canvas
+
+
+#: Height in pixels of the title band above each attention figure.
+TITLE_HEIGHT = 16
+
+
+def titled(image: Image.Image, title: str) -> Image.Image:
+    """``image`` with ``title`` written in a white band of :data:`TITLE_HEIGHT` pixels above it."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("RGB", (image.width, image.height + TITLE_HEIGHT), (255, 255, 255))
+    canvas.paste(image, (0, TITLE_HEIGHT))
+    ImageDraw.Draw(canvas).text((4, 2), title, fill=(0, 0, 0))
+    return canvas
+
+
+def slide_title(slide_id: str, score: SlideScore | None) -> str:
+    """What a reader needs above a slide's figure: its id, true label, and predicted class with its probability."""
+    if score is None:
+        return slide_id
+    probability = score.probabilities[score.prediction] if 0 <= score.prediction < len(score.probabilities) else None
+    predicted = f"predicted {score.prediction}" + (f" (p={probability:.2f})" if probability is not None else "")
+    return f"{slide_id}  |  true label {score.label}  |  {predicted}"
 
 
 def write_slide_figures(
@@ -480,10 +515,14 @@ def write_slide_figures(
     *,
     top_k: int,
     written: list[Path],
+    title: str = "",
+    value_range: tuple[float, float] | None = None,
 ) -> None:
     """The top and bottom attention grids of one slide, and its heatmap when the slide can be read.
 
     Each file is added to ``written`` as soon as it is saved, so a failure part way keeps the earlier ones.
+    ``title`` goes above each figure (:func:`slide_title`); ``value_range`` is the heatmap's colour scale
+    (see :func:`attention_heatmap`).
     """
     ranked = sorted(tiles, key=lambda t: t.attention, reverse=True)
     top = ranked[:top_k]
@@ -492,7 +531,7 @@ def write_slide_figures(
         for chosen, suffix in ((top, "top"), (bottom, "bottom")):
             grid = tile_grid([source.pixels(t) for t in chosen], [t.caption() for t in chosen])
             path = inside(folder, folder / f"{file_stem(slide_id)}_{suffix}.png")
-            grid.save(path)
+            titled(grid, f"{title or slide_id}  |  {suffix} {len(chosen)} tiles by attention").save(path)
             written.append(path)
         located = [t for t in tiles if t.located]
         if source.record is not None and located:
@@ -510,9 +549,9 @@ def write_slide_figures(
                 )
                 for t in located
             ]
-            heatmap = attention_heatmap(thumbnail, scale, boxes, [t.attention for t in located])
+            heatmap = attention_heatmap(thumbnail, scale, boxes, [t.attention for t in located], value_range)
             path = inside(folder, folder / f"{file_stem(slide_id)}_heatmap.png")
-            heatmap.save(path)
+            titled(heatmap, title or slide_id).save(path)
             written.append(path)
     finally:
         source.close()
@@ -539,6 +578,7 @@ def write_figures(
     tiles_root: Path | None = None,
     max_slides: int = 0,
     show_progress: bool = False,
+    shared_scale: bool = True,
 ) -> list[Path]:
     """Write the test figures of a DeepMIL run into ``folder``; the paths written.
 
@@ -557,6 +597,8 @@ def write_figures(
         max_slides: attention figures for at most this many slides (0: all);
             see :func:`slides_to_show`. The curves always use every slide.
         show_progress: show counts, rate and time left of the attention figures on stderr.
+        shared_scale: colour every heatmap over one attention range, that of
+            all the slides shown (the default); else each over its own range.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -572,11 +614,22 @@ def write_figures(
     attention_folder.mkdir(exist_ok=True)
     shown = slides_to_show(per_slide, max_slides)
     chosen = [(slide_id, slide_tiles) for slide_id, slide_tiles in tiles.items() if slide_id in shown]
+    shared = [t.attention for _, slide_tiles in chosen for t in slide_tiles]
+    value_range = (min(shared), max(shared)) if shared_scale and shared else None
     with Progress("attention figures", len(chosen), "slides", show=show_progress) as progress:
         for slide_id, slide_tiles in chosen:
             source = _TileSource(slides.get(slide_id), backend, tiles_root, tile_size, tile_level)
             try:
-                write_slide_figures(attention_folder, slide_id, slide_tiles, source, top_k=top_k, written=written)
+                write_slide_figures(
+                    attention_folder,
+                    slide_id,
+                    slide_tiles,
+                    source,
+                    top_k=top_k,
+                    written=written,
+                    title=slide_title(slide_id, per_slide.get(slide_id)),
+                    value_range=value_range,
+                )
             except Exception as exc:  # one slide's failure must not cost the others their figures
                 progress.note(f"himl: warning: attention figures of slide {slide_id}: {_one_line(exc)}")
             progress.update()
