@@ -9,7 +9,7 @@ import pytest
 import torch
 from himl_cpath.datasets import SlideTilesDataset
 from himl_cpath.deepmil_data import FeatureBags, LabelledSlide
-from himl_cpath.encoders import ENCODERS, create_encoder
+from himl_cpath.encoders import ENCODERS, create_encoder, create_encoder_from_export
 from himl_cpath.feature_cache import cache_features, load_features
 from himl_cpath.slide_table import SlideRecord
 from himl_cpath.synthetic import SyntheticSlide
@@ -111,3 +111,47 @@ def test_features_are_cached_once_per_slide_and_encoder(small_slide: SyntheticSl
     assert cached.extent == 224 and first["extent"] == second["extent"] == 224
     torch.testing.assert_close(first["features"], second["features"], atol=0, rtol=0)
     assert first["tile_x"].tolist() == second["tile_x"].tolist() == cached.tile_x.tolist()
+
+
+def _ssl_export(folder: Path, **changes: object) -> tuple[Path, Path, dict[str, torch.Tensor]]:
+    """What a himl-ssl run exports, written by hand: a CIFAR-stem resnet18's weights and their description."""
+    import json
+
+    import timm
+    from safetensors.torch import save_file
+
+    network = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    network.conv1 = torch.nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    network.maxpool = torch.nn.Identity()
+    weights = {k: v.contiguous() for k, v in network.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(folder / "encoder.safetensors"))
+    description = {
+        "format": "himl-ssl-encoder/1", "architecture": "cifar_resnet18", "timm_name": "resnet18",
+        "cifar_stem": True, "feature_size": 512, "input_size": 32,
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "method": "SimCLR", **changes,
+    }  # fmt: skip
+    (folder / "encoder.json").write_text(json.dumps(description))
+    return folder / "encoder.safetensors", folder / "encoder.json", weights
+
+
+def test_an_ssl_export_builds_the_architecture_it_describes(tmp_path: Path) -> None:
+    weights, description, tensors = _ssl_export(tmp_path)
+    encoder = create_encoder_from_export(weights, description)
+    assert encoder.name == "cifar_resnet18" and encoder.num_features == 512 and encoder.frozen
+    assert tuple(encoder.backbone.conv1.weight.shape) == (64, 3, 3, 3)
+    for key, value in encoder.backbone.state_dict().items():
+        torch.testing.assert_close(value, tensors[key])
+    assert encoder(torch.zeros(2, 3, 32, 32, dtype=torch.uint8)).shape == (2, 512)
+
+
+def test_a_wrong_ssl_export_is_one_line(tmp_path: Path) -> None:
+    weights, description, _ = _ssl_export(tmp_path / "other_format", format="something-else")
+    with pytest.raises(HimlError, match="not an SSL encoder export"):
+        create_encoder_from_export(weights, description)
+    weights, description, _ = _ssl_export(tmp_path / "no_stem", cifar_stem=False)
+    with pytest.raises(HimlError, match="do not fit cifar_resnet18"):
+        create_encoder_from_export(weights, description)
+    weights, description, _ = _ssl_export(tmp_path / "mean", mean=[0.5, 0.5, 0.5])
+    with pytest.raises(HimlError, match=r"mean .* is not ImageNet's"):
+        create_encoder_from_export(weights, description)

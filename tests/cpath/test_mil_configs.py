@@ -373,3 +373,34 @@ def test_crck_crossvalidation_folds_validate_on_disjoint_slides(crck: Crck) -> N
     assert test_sets[0] == test_sets[1] == crck.test_slides
     assert not val_sets[0] & val_sets[1] and len(val_sets[0]) == len(val_sets[1]) == CRCK_TRAIN // 2
     assert all({crck.labels[s] for s in val} == {"0", "1"} for val in val_sets)  # each fold keeps both classes
+
+
+def test_the_ssl_configurations_build_the_architecture_an_ssl_export_describes(tmp_path: Path) -> None:
+    """An exported CIFAR-stem resnet18 (himl-ssl's files, written here by hand) is built as such, not as --encoder."""
+    import json
+
+    import timm
+    from safetensors.torch import save_file
+
+    network = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    network.conv1 = torch.nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    network.maxpool = torch.nn.Identity()
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(tmp_path / "encoder.safetensors"))
+    (tmp_path / "encoder.json").write_text(
+        json.dumps(
+            {
+                "format": "himl-ssl-encoder/1", "architecture": "cifar_resnet18", "timm_name": "resnet18",
+                "cifar_stem": True, "feature_size": 512, "input_size": 32,
+                "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "method": "BYOL",
+            }
+        )
+    )  # fmt: skip
+    for cls in (TcgaCrckSSLMIL, PandaSSLMIL):
+        config = cls(encoder_weights=str(tmp_path / "encoder.safetensors"))
+        encoder = config.create_encoder()
+        assert encoder.name == "cifar_resnet18" and encoder.frozen
+        assert tuple(encoder.backbone.conv1.weight.shape) == (64, 3, 3, 3)
+        torch.testing.assert_close(encoder.backbone.conv1.weight, network.conv1.weight)
+    (tmp_path / "encoder.json").unlink()  # without its description, the file is read as a resnet18 checkpoint
+    with pytest.raises(HimlError, match="do not fit resnet18"):
+        TcgaCrckSSLMIL(encoder_weights=str(tmp_path / "encoder.safetensors")).create_encoder()

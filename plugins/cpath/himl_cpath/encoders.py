@@ -178,3 +178,57 @@ def create_encoder(name: str, *, weights: Path | str | None = None, frozen: bool
     else:
         identity = f"{name}-random{seed}"
     return TileEncoder(name, backbone, identity, frozen)
+
+
+#: The ``format`` an SSL run's ``encoder.json`` declares (written by himl-ssl, read here without it).
+SSL_EXPORT_FORMAT = "himl-ssl-encoder/1"
+
+
+def read_ssl_export(description: Path) -> dict[str, Any]:
+    """The fields of an SSL run's ``encoder.json`` that say which network its ``encoder.safetensors`` fits."""
+    import json
+
+    try:
+        content = json.loads(description.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise HimlError(f"encoder description {description} could not be read: {exc}") from None
+    if not isinstance(content, dict) or content.get("format") != SSL_EXPORT_FORMAT:
+        raise HimlError(f"encoder description {description} is not an SSL encoder export ({SSL_EXPORT_FORMAT})")
+    for key, kind in (("architecture", str), ("timm_name", str), ("cifar_stem", bool), ("feature_size", int)):
+        if not isinstance(content.get(key), kind):
+            raise HimlError(f"encoder description {description}: {key} should be a {kind.__name__}")
+    for key, expected in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+        values = content.get(key, list(expected))
+        if not isinstance(values, list) or any(abs(float(a) - b) > 1e-6 for a, b in zip(values, expected, strict=True)):
+            raise HimlError(f"encoder description {description}: {key} {values} is not ImageNet's, which tiles get")
+    return content
+
+
+def create_encoder_from_export(weights: Path, description: Path, *, frozen: bool = True) -> TileEncoder:
+    """The tile encoder an SSL run exported: the architecture ``description`` names, with ``weights``."""
+    import timm
+    from safetensors.torch import load_file
+
+    export = read_ssl_export(description)
+    if export["timm_name"] not in timm.list_models() and export["timm_name"] not in ENCODERS.values():
+        raise HimlError(f"encoder description {description}: timm has no model {export['timm_name']!r}")
+    backbone = timm.create_model(export["timm_name"], pretrained=False, num_classes=0)
+    if export["cifar_stem"]:  # a 3x3 stride-1 stem and no max-pool, as himl-ssl's CIFAR encoders
+        net: Any = backbone
+        net.conv1 = nn.Conv2d(3, int(net.conv1.out_channels), kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    if not weights.is_file():
+        raise HimlError(f"encoder weights {weights} do not exist")
+    try:
+        backbone.load_state_dict(load_file(str(weights)))
+    except RuntimeError as exc:
+        reason = str(exc).splitlines()[0]
+        raise HimlError(f"encoder weights {weights} do not fit {export['architecture']}: {reason}") from None
+    encoder = TileEncoder(
+        str(export["architecture"]), backbone, f"{export['architecture']}-{file_digest(weights)}", frozen
+    )
+    if encoder.num_features != export["feature_size"]:
+        raise HimlError(
+            f"{description}: feature_size {export['feature_size']}, but the network gives {encoder.num_features}"
+        )
+    return encoder

@@ -11,9 +11,13 @@ command line. The data comes from the first dataset folder
 - ``...ImageNetMIL``: a frozen resnet18 with timm's ImageNet weights
   (``--encoder_weights hub`` asks the model hub; pass a local file where
   the network does not allow it), attention pooling.
-- ``...SSLMIL``: a frozen resnet18 whose weights come from a
-  self-supervised checkpoint, which ``--encoder_weights`` must name (a
-  file, URL or ``RUN_ID:path``; the encoder is found under its prefix).
+- ``...SSLMIL``: a frozen encoder whose weights come from a
+  self-supervised run, which ``--encoder_weights`` must name: ``RUN_ID`` of
+  a himl-ssl run (its exported ``outputs/encoder.safetensors`` and
+  ``encoder.json``, so the architecture it trained is built, whatever
+  ``--encoder`` says), such an ``encoder.safetensors`` file (with its
+  ``encoder.json`` beside it), or any checkpoint file, URL or ``RUN_ID:path``
+  (a resnet18 found under its prefix).
 - ``...TransformerMIL``: the ImageNet encoder with the transformer pooling
   of Myronenko et al. 2021 (a transformer over the tiles, then attention).
 
@@ -24,12 +28,19 @@ rest), and ``himl runs aggregate`` sums them up.
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, cast
 
 from pydantic import BaseModel, Field, model_validator
 
 from himl_cpath.deepmil import DeepMIL, EncoderName, PoolingName
 from himl_kernel.errors import HimlError
+
+if TYPE_CHECKING:
+    from himl_cpath.encoders import TileEncoder
+
+#: What an SSL run exports into its outputs folder (himl-ssl's file names).
+SSL_WEIGHTS, SSL_DESCRIPTION = "encoder.safetensors", "encoder.json"
 
 
 class MILRecipe(DeepMIL):
@@ -60,9 +71,46 @@ class SSLEncoder(BaseModel):
         if not (self.encoder_weights or "").strip() or self.encoder_weights == "hub":
             raise HimlError(
                 f"{type(self).__name__} needs --encoder_weights: the self-supervised checkpoint of the tile "
-                "encoder (a file, URL or RUN_ID:path)"
+                "encoder (an SSL run's RUN_ID, a file, URL or RUN_ID:path)"
             )
         return self
+
+    def ssl_export(self) -> tuple[Path, Path] | None:
+        """The exported encoder (weights, description) ``encoder_weights`` names, or None for another checkpoint.
+
+        A bare run id means that run's ``outputs/encoder.safetensors`` (when it
+        has none, its checkpoint, as for any ``RUN_ID``); ``RUN_ID:...encoder.safetensors``
+        or a local ``encoder.safetensors`` bring the ``encoder.json`` beside them.
+        """
+        from himl_kernel.checkpoints import resolve_checkpoint
+
+        reference = (self.encoder_weights or "").strip()
+        local = Path(reference)
+        if local.is_file():
+            description = local.with_name(SSL_DESCRIPTION)
+            return (local, description) if local.name == SSL_WEIGHTS and description.is_file() else None
+        if "://" in reference:
+            return None
+        if ":" not in reference:
+            try:
+                weights = resolve_checkpoint(f"{reference}:outputs/{SSL_WEIGHTS}")
+            except HimlError:
+                return None  # no export: the run's checkpoint, as before
+            return weights, resolve_checkpoint(f"{reference}:outputs/{SSL_DESCRIPTION}")
+        if reference.endswith(SSL_WEIGHTS):
+            weights = resolve_checkpoint(reference)
+            return weights, resolve_checkpoint(reference[: -len(SSL_WEIGHTS)] + SSL_DESCRIPTION)
+        return None
+
+    def create_encoder(self) -> TileEncoder:
+        """The exported SSL encoder when ``encoder_weights`` names one, else the recipe's encoder from the file."""
+        from himl_cpath.encoders import create_encoder_from_export
+
+        recipe = cast(DeepMIL, self)
+        export = self.ssl_export()
+        if export is None:
+            return DeepMIL.create_encoder(recipe)
+        return create_encoder_from_export(*export, frozen=not recipe.tune_encoder)
 
 
 class TransformerPooling(BaseModel):
@@ -83,7 +131,7 @@ class TcgaCrckImageNetMIL(MILRecipe):
 
 
 class TcgaCrckSSLMIL(SSLEncoder, TcgaCrckImageNetMIL):
-    """TCGA-CRCk with a frozen resnet18 from a self-supervised checkpoint (``--encoder_weights``)."""
+    """TCGA-CRCk with a frozen encoder from a self-supervised run or checkpoint (``--encoder_weights``)."""
 
 
 class TcgaCrckTransformerMIL(TransformerPooling, TcgaCrckImageNetMIL):
@@ -101,7 +149,7 @@ class PandaImageNetMIL(MILRecipe):
 
 
 class PandaSSLMIL(SSLEncoder, PandaImageNetMIL):
-    """PANDA with a frozen resnet18 from a self-supervised checkpoint (``--encoder_weights``)."""
+    """PANDA with a frozen encoder from a self-supervised run or checkpoint (``--encoder_weights``)."""
 
 
 class PandaTransformerMIL(TransformerPooling, PandaImageNetMIL):
