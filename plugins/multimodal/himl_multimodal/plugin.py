@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from himl_kernel import hookimpl
 
 if TYPE_CHECKING:
+    from himl_kernel.container import Container
     from himl_kernel.contracts import Command
     from himl_kernel.registry import Registry
 
@@ -26,4 +27,14 @@ def himl_register_commands(registry: Registry[Command]) -> None:
         "multimodal",
         "himl_multimodal.cli:MultimodalCommand",
         "vision-language: phrase grounding, zero-shot, embeddings",
+    )
+
+
+@hookimpl
+def himl_register_containers(registry: Registry[type[Container]]) -> None:
+    registry.add(
+        "ImageTextContrastive",
+        "himl_multimodal.training.container:ImageTextContrastive",
+        "contrastive training of BioViL-style image and CXR-BERT text models on (image, report) pairs",
+        requires=("lightning", "torchvision", "transformers"),
     )
