@@ -81,3 +81,30 @@ def test_montage_runs_as_a_job_and_writes_into_the_runs_outputs(slide_folder: Sl
     assert written == ["montage.jpg", "montage.png"]
     assert all("outputs" in p.parts for p in himl_home.rglob("montage.*"))
     assert not (himl_home.parent / "montage.png").exists()
+
+
+def test_montage_captions_are_legible_and_right_under_their_thumbnail(
+    slide_folder: SlideFolder, tmp_path: Path
+) -> None:
+    long_id = "a-slide-id-far-too-long-for-its-cell-" * 3
+    table = tmp_path / "dataset.csv"
+    names = [s.path for s in slide_folder.slides[:4]]
+    lines = ["image,slide_id,label"] + [f"{p},{'s' + str(i) if i else long_id},1" for i, p in enumerate(names)]
+    table.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = make_montage(load_slides(table), tmp_path, level=-1)  # the default width, 1000
+    with Image.open(result.png) as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    cell = (1000 - MARGIN) // 2 - MARGIN
+    for index in range(4):
+        left = MARGIN + (index % 2) * (cell + MARGIN)
+        top = MARGIN + (index // 2) * (cell + CAPTION_HEIGHT + MARGIN)
+        # the thumbnail reaches the bottom of its cell, where the caption begins
+        assert (pixels[top + cell - 3 : top + cell, left : left + cell] < 250).any(axis=2).any()
+        band = pixels[top + cell : top + cell + CAPTION_HEIGHT, left : left + cell]
+        ink = (band < 100).all(axis=2)
+        rows = np.nonzero(ink)[0]
+        assert rows.size, index
+        assert rows.max() - rows.min() >= 9  # letters at least 10 pixels high
+        # the caption stays within its own cell, even the over-long id
+        outside = pixels[top + cell : top + cell + CAPTION_HEIGHT, left + cell : left + cell + MARGIN]
+        assert not (outside < 100).all(axis=2).any()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from himl_cpath.progress import Progress
 from himl_cpath.slide_table import SlideRecord
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-CAPTION_HEIGHT = 14
+CAPTION_HEIGHT = 20
+#: Caption text size in pixels: legible at the default width.
+CAPTION_FONT_SIZE = 14
 MARGIN = 4
 
 
@@ -77,6 +79,15 @@ def _load(args: tuple[SlideRecord, int, int, str | None]) -> tuple[str, npt.NDAr
         return record.slide_id, None, _one_line(exc)
 
 
+def _fit(draw: Any, text: str, font: Any, width: int) -> str:
+    """``text``, cut with an ellipsis where it would be wider than ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
 def make_montage(
     slides: Sequence[SlideRecord],
     output: Path,
@@ -101,7 +112,7 @@ def make_montage(
         warn: called with one line per slide left out (default: stderr).
         show_progress: show counts, rate and time left of the thumbnails on stderr.
     """
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     if not slides:
         raise HimlError("no slides to put in a montage")
@@ -142,14 +153,18 @@ def make_montage(
     row_height = cell + CAPTION_HEIGHT + MARGIN
     canvas = Image.new("RGB", (width, MARGIN + rows * row_height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=CAPTION_FONT_SIZE)
     for index, (slide_id, pixels) in enumerate(images):
         col, row = index % columns, index // columns
         left = MARGIN + col * (cell + MARGIN)
         top = MARGIN + row * row_height
         tile = Image.fromarray(pixels)
-        canvas.paste(tile, (left + (cell - tile.width) // 2, top + (cell - tile.height) // 2))
+        # the thumbnail sits on the bottom of its cell, so that its caption is right against it
+        canvas.paste(tile, (left + (cell - tile.width) // 2, top + cell - tile.height))
         caption = f"{slide_id} ({labels[slide_id]})" if labels.get(slide_id) else slide_id
-        draw.text((left, top + cell + 1), caption, fill=(0, 0, 0))
+        caption = _fit(draw, caption, font, cell)
+        text_width = draw.textlength(caption, font=font)
+        draw.text((left + (cell - text_width) / 2, top + cell + 2), caption, fill=(0, 0, 0), font=font)
     output.mkdir(parents=True, exist_ok=True)
     canvas.save(result.png)
     canvas.save(result.jpg, quality=90)
