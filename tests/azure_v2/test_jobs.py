@@ -158,6 +158,10 @@ def test_dry_run_yaml_loads_back_and_equals_the_submitted_job(
     assert rest["command"] == "python train.py --lr 0.1"
     assert rest["distribution"] == {"processCountPerInstance": 4, "distributionType": "PyTorch"}
     assert rest["resources"] == {"instanceCount": 2, "properties": {}, "shmSize": "16g"}
+    # two nodes of one process each, as hi-ml submits a script without a processes-per-node setting: MPI
+    backend.submit(script_job(project, compute=Compute("azureml", "gpu-nc24", num_nodes=2)), host)
+    one_each = control_plane.submitted[-1].rest["properties"]
+    assert one_each["distribution"] == {"processCountPerInstance": 1, "distributionType": "Mpi"}
     assert rest["limits"] == {"timeout": "PT1H", "jobLimitsType": "Command"}
     assert rest["experimentName"] == "plain" and rest["displayName"] == "plain-run"
     assert rest["tags"]["himl.command"] == "train.py --lr 0.1" and rest["tags"]["purpose"] == "test"

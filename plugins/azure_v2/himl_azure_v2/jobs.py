@@ -106,7 +106,9 @@ def _distribution(spec: JobSpec, kind: DistributionKind) -> Any:
     if kind == "none" or (kind == "auto" and nodes == 1 and per_node == 1):
         return None
     if kind == "auto":
-        kind = "mpi" if spec.entry.kind == "container" else "pytorch"
+        # hi-ml: MPI for Lightning containers, and for a script on several nodes with one process each
+        # (no processes-per-node setting); PyTorch's launcher for a script with several processes per node
+        kind = "mpi" if spec.entry.kind == "container" or per_node == 1 else "pytorch"
     if kind == "mpi":
         per_process = 1 if spec.entry.kind == "container" else per_node
         return MpiDistribution(process_count_per_instance=per_process)
