@@ -152,4 +152,5 @@ def test_after_submission_receives_the_submission_and_wait_streams_the_logs(
     assert control_plane.streamed == ["himl_test_job_1"]
     rest = control_plane.submitted[0].rest["properties"]
     assert rest["computeId"] == "cpu-small" and rest["resources"]["instanceCount"] == 2
-    assert rest["distribution"] == {"processCountPerInstance": 1, "distributionType": "PyTorch"}
+    # two nodes and no processes-per-node setting: hi-ml's MPI job of one process per node
+    assert rest["distribution"] == {"processCountPerInstance": 1, "distributionType": "Mpi"}
