@@ -17,7 +17,8 @@ hi-ml's logging helpers and callbacks (``health_ml.utils``) are here under
 their hi-ml names, for a Trainer of either Lightning package:
 :class:`AzureMLLogger`, :class:`AzureMLProgressBar`,
 :class:`BatchTimeCallback`, :func:`log_on_epoch` and
-:func:`log_learning_rate`.
+:func:`log_learning_rate`; and hi-ml's ``CheckpointParser`` (from
+:mod:`himl_kernel.checkpoints`), for a container field holding a checkpoint reference.
 
 Importing this package imports torch and Lightning; the kernel imports it only
 when a Lightning container runs.
@@ -25,6 +26,7 @@ when a Lightning container runs.
 
 from __future__ import annotations
 
+from himl_kernel.checkpoints import CheckpointParser
 from himl_kernel.lightning.azureml_logger import AzureMLLogger
 from himl_kernel.lightning.callbacks import AzureMLProgressBar, BatchTimeCallback
 from himl_kernel.lightning.container import LightningContainer
@@ -34,6 +36,7 @@ __all__ = [
     "AzureMLLogger",
     "AzureMLProgressBar",
     "BatchTimeCallback",
+    "CheckpointParser",
     "LightningContainer",
     "log_learning_rate",
     "log_on_epoch",

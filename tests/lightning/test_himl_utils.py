@@ -288,3 +288,10 @@ def test_log_on_epoch_needs_a_name_and_a_value() -> None:
         log_on_epoch(module, "loss")
     with pytest.raises(ValueError, match="must be a string, got Tensor"):
         log_on_epoch(module, torch.tensor(1.0))  # type: ignore[arg-type]
+
+
+def test_checkpoint_parser_is_also_a_name_of_the_lightning_layer() -> None:
+    from himl_kernel import checkpoints, lightning
+
+    assert lightning.CheckpointParser is checkpoints.CheckpointParser
+    assert set(lightning.__all__) >= {"AzureMLLogger", "AzureMLProgressBar", "BatchTimeCallback", "CheckpointParser"}
