@@ -150,6 +150,8 @@ def test_after_submission_receives_the_submission_and_wait_streams_the_logs(
     (submission,) = seen
     assert getattr(submission, "run_id") == "himl_test_job_1"  # noqa: B009
     assert control_plane.streamed == ["himl_test_job_1"]
+    # hi-ml's run recovery file, where the script was started, for himl-tb and himl-download
+    assert (Path.cwd() / "most_recent_run.txt").read_text(encoding="utf-8") == "himl_test_job_1"
     rest = control_plane.submitted[0].rest["properties"]
     assert rest["computeId"] == "cpu-small" and rest["resources"]["instanceCount"] == 2
     # two nodes and no processes-per-node setting: hi-ml's MPI job of one process per node

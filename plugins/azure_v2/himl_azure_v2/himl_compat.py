@@ -184,9 +184,30 @@ def submit_to_azure_if_needed(
     submission = backend.submit(job, host)
     host.job_submitted(job, submission)
     print(f"himl: submitted to azureml: run {submission.run_id} {submission.url}", file=sys.stderr)
+    write_run_recovery_file(submission.run_id)
     if after_submission is not None:
         after_submission(submission)
     raise SystemExit(0 if submission.succeeded else (submission.exit_code or 1))
+
+
+#: hi-ml's run recovery file: the id of the latest submission, in the folder the script was started from.
+RUN_RECOVERY_FILE = "most_recent_run.txt"
+
+
+def write_run_recovery_file(run_id: str, folder: Path | None = None) -> Path:
+    """Write ``run_id`` to ``most_recent_run.txt`` in ``folder`` (default: the current one), as hi-ml does.
+
+    ``himl-tb`` and ``himl-download`` read it with ``--latest_run_file``. A
+    folder that cannot be written is a warning: the job has been submitted.
+    """
+    from himl_kernel.atomic import atomic_write_bytes
+
+    target = (folder or Path.cwd()) / RUN_RECOVERY_FILE
+    try:
+        atomic_write_bytes(target, run_id.encode("utf-8"))
+    except OSError as exc:
+        print(f"himl: warning: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+    return target
 
 
 def _wants_azureml(argv: list[str], submit_to_azureml: bool | None) -> bool:
