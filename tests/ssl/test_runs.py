@@ -33,20 +33,23 @@ TINY = (
 class Finished:
     run: StoredRun
     outputs: Path
+    root: Path
 
 
 def _crck(folder: Path) -> Path:
     """CRC_DX_TRAIN and CRC_DX_TEST with random 32-pixel tiles; MSIMUT ones carry a dark blue square."""
     rng = np.random.default_rng(0)
+    slide = 0
     for split, count in (("CRC_DX_TRAIN", 24), ("CRC_DX_TEST", 8)):
         for class_name in ("MSIMUT", "MSS"):
             target = folder / split / class_name
             target.mkdir(parents=True)
-            for index in range(count // 2):
+            for index in range(count // 2):  # two tiles per slide, each slide of one class
                 pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
                 if class_name == "MSIMUT":
                     pixels[:16, :16] = (40, 40, 120)
-                Image.fromarray(pixels).save(target / f"TCGA-AB-{index:04d}-01Z-00-DX1_{class_name}.png")
+                Image.fromarray(pixels).save(target / f"TCGA-AB-{slide + index // 2:04d}-01Z-00-DX1_{index}.png")
+            slide += count
     return folder
 
 
@@ -61,7 +64,7 @@ def _train(model: str, root: Path) -> Finished:
     store = RunStore(home=root / "home")
     (run,) = [r for r in store.list_runs(model) if not r.parent_run_id]
     assert run.status == "FINISHED"
-    return Finished(run, store.folders(run)[0])
+    return Finished(run, store.folders(run)[0], root)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +143,22 @@ def test_an_ssl_run_without_a_dataset_is_one_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     errors = error_lines(result.stderr)
     assert len(errors) == 1 and "CRCK_SimCLR needs a dataset" in errors[0], result.stderr
+
+
+@pytest.mark.slow
+def test_cpaths_ssl_configuration_trains_on_the_runs_exported_encoder(simclr: Finished) -> None:
+    """``--encoder_weights RUN_ID``: the MIL run builds the CIFAR-stem resnet18 from the exported file."""
+    import hashlib
+
+    root = simclr.root
+    result = run_himl(
+        "run", "--model", "TcgaCrckSSLMIL", "--local_datasets", f"[{root / 'crck'}]",
+        "--encoder_weights", simclr.run.run_id, "--max_epochs", "1", "--pl_num_sanity_val_steps", "0",
+        "--max_bag_size", "2", "--batch_size", "4", "--figures", "false",
+        cwd=root, env=_env(root),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    digest = hashlib.sha256((simclr.outputs / "encoder.safetensors").read_bytes()).hexdigest()[:16]
+    # the feature cache is keyed by the encoder's architecture and the digest of the file its weights came from
+    cached = [p.name for p in (root / "cache" / "cpath_features").iterdir()]
+    assert cached == [f"cifar_resnet18-{digest}"]
