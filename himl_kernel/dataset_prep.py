@@ -15,6 +15,15 @@ if TYPE_CHECKING:
     from himl_kernel.runinfo import RunInfo
 
 
+class DatasetUnavailable(HimlError):
+    """Raised by a dataset provider for a dataset it knows but cannot make available here (hi-ml's ``None``).
+
+    :func:`prepare_datasets` prints its message as one warning line and gives
+    ``None`` for that dataset, as hi-ml does for a dataset named without a
+    workspace to fetch it from (scripts then fall back: ``folder or Path(...)``).
+    """
+
+
 def cache_dir() -> Path:
     """Where downloads are kept: ``HIML_CACHE`` or ``~/.cache/himl``."""
     return Path(os.environ.get("HIML_CACHE") or Path.home() / ".cache" / "himl")
@@ -30,18 +39,31 @@ def prepare_datasets(
     """One folder per dataset, asking the providers in priority order.
 
     An input that no provider can make available is an error naming the
-    dataset; an output nobody handles becomes ``None``.
+    dataset; an output nobody handles becomes ``None``; so does a dataset a
+    provider declares unavailable here (:class:`DatasetUnavailable`), with its
+    message as a warning.
     """
     folders: list[Path | None] = []
     entries = host.dataset_providers.by_priority()
     for dataset in datasets:
         found: Path | None = None
+        unavailable = False
         for entry in entries:
             obj = entry.load()
             provider: DatasetProvider = obj() if isinstance(obj, type) else obj
-            found = provider.prepare(dataset, role=role, run=run, cache_dir=cache_dir() / "datasets")
+            try:
+                found = provider.prepare(dataset, role=role, run=run, cache_dir=cache_dir() / "datasets")
+            except DatasetUnavailable as exc:
+                import sys
+
+                print(f"himl: warning: {exc}", file=sys.stderr)
+                unavailable = True
+                break
             if found is not None:
                 break
+        if unavailable:
+            folders.append(None)
+            continue
         if found is None and role == "input":
             where = f" in datastore {dataset.datastore!r}" if dataset.datastore else ""
             raise HimlError(

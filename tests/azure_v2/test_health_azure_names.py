@@ -65,3 +65,30 @@ def test_is_running_in_azure_ml_and_dataset_config(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AZUREML_RUN_ID", "job_1")
     assert himl_azure_v2.is_running_in_azure_ml()
     assert himl_azure_v2.DatasetConfig is DatasetConfig
+
+
+def test_a_dataset_named_without_a_workspace_is_none_here_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import himl_azure_v2.plugin
+
+    from himl_kernel.dataset_prep import prepare_datasets
+    from himl_kernel.datasets import DatasetConfig
+    from himl_kernel.testing import fresh_host
+
+    for name in ("HIML_SUBSCRIPTION_ID", "HIML_RESOURCE_GROUP", "HIML_WORKSPACE_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])
+    local = tmp_path / "here"
+    local.mkdir()
+    datasets = [DatasetConfig(name="mydata"), DatasetConfig(name="other", local_folder=local)]
+    assert prepare_datasets(host, datasets, role="input") == [None, local.resolve()]
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [
+        "himl: warning: input dataset 'mydata' is not fetched: no AzureML workspace is configured (config.json), "
+        "so its folder is None here"
+    ]
+    (tmp_path / "config.json").write_text("{not json", encoding="utf-8")  # a broken config stays an error
+    with pytest.raises(HimlError):
+        prepare_datasets(host, datasets[:1], role="input")

@@ -27,6 +27,10 @@ ENV_WORKSPACE = "HIML_WORKSPACE_NAME"
 _KEYS = ("subscription_id", "resource_group", "workspace_name")
 
 
+class NoWorkspaceConfigured(HimlError):
+    """No config.json was found and the HIML_* workspace variables are not set."""
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     """The three names that identify a workspace, and where they came from."""
@@ -103,7 +107,7 @@ def find_workspace_config(
     if all(values):
         return WorkspaceConfig(values[0], values[1], values[2], "environment variables")
     unset = [n for n, v in zip(names, values, strict=True) if not v]
-    raise HimlError(
+    raise NoWorkspaceConfigured(
         "no AzureML workspace is configured: no config file at "
         + ", ".join(str(p) for p in candidates)
         + f"; and variables {', '.join(unset)} are not set"

@@ -76,6 +76,21 @@ def datastore_location(client: MLClient, dataset: DatasetConfig) -> tuple[str, s
     return dataset.datastore or DEFAULT_DATASTORE, dataset.name
 
 
+def _configured_workspace(dataset: DatasetConfig) -> Workspace:
+    """The configured workspace; without one, the dataset is unavailable here (None, one warning), as in hi-ml."""
+    from himl_azure_v2.config import NoWorkspaceConfigured
+    from himl_azure_v2.workspace import Workspace
+    from himl_kernel.dataset_prep import DatasetUnavailable
+
+    try:
+        return Workspace.from_config()
+    except NoWorkspaceConfigured:  # a config that exists but is wrong stays an error of its own
+        raise DatasetUnavailable(
+            f"input dataset {dataset.name!r} is not fetched: no AzureML workspace is configured (config.json), "
+            "so its folder is None here"
+        ) from None
+
+
 class AzureDatasetProvider:
     """Downloads named input datasets from their datastore when running outside AzureML.
 
@@ -94,9 +109,8 @@ class AzureDatasetProvider:
         if role != "input" or not dataset.name or dataset.local_folder is not None:
             return None
         from himl_azure_v2.transfer import download_from_datastore
-        from himl_azure_v2.workspace import Workspace
 
-        workspace = self._workspace or Workspace.from_config()
+        workspace = self._workspace or _configured_workspace(dataset)
         datastore, folder = datastore_location(workspace.client, dataset)
         target = Path(dataset.target_folder) if dataset.target_folder else cache_dir / datastore / dataset.name
         print(f"himl: dataset {dataset.name!r}: downloading {datastore}/{folder} to {target}", file=sys.stderr)
