@@ -22,7 +22,8 @@ def test_montage_of_twelve_slides_with_one_corrupt(slide_folder: SlideFolder, tm
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    warnings = [line for line in lines if "montage thumbnails:" not in line]
+    # (cuCIM's libtiff writes its own complaints about the corrupt file to stderr: not ours to count)
+    warnings = [line for line in lines if line.startswith("himl:")]
     assert len(warnings) == 1, result.stderr
     assert warnings[0].startswith("himl: warning:") and "slide_11" in warnings[0]
     assert re.search(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from cucim import CuImage  # type: ignore[import-not-found]
 
 from himl_cpath.slide import SlideReader
+
+# cuCIM ships no type hints (and may be absent where mypy runs): loaded by name, typed Any
+CuImage: Any = importlib.import_module("cucim").CuImage
 
 if TYPE_CHECKING:
     from himl_cpath.slide import RGBArray
@@ -23,6 +26,9 @@ class CuCIMReader(SlideReader):
         super().__init__(path)
         self.image: Any = CuImage(str(path))
         self._resolutions: dict[str, Any] = dict(self.image.resolutions)
+        # cuCIM opens TIFFs whose tiles it cannot decode (WebP, say) and fails only on reading:
+        # read one pixel now, so that such a file is refused here and goes to the next backend
+        self.image.read_region(location=(0, 0), size=(1, 1), level=len(self._resolutions["level_dimensions"]) - 1)
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
@@ -57,8 +63,15 @@ class CuCIMReader(SlideReader):
         return self._aperio("AppMag")
 
     def _read(self, x: int, y: int, level: int, width: int, height: int) -> RGBArray:
-        region = np.asarray(self.image.read_region(location=(x, y), size=(width, height), level=level))
-        return np.ascontiguousarray(region[..., :3])
+        region = np.array(self.image.read_region(location=(x, y), size=(width, height), level=level))[..., :3]
+        # cuCIM fills what lies beyond the slide with black; the reader interface promises white
+        level_width, level_height = self.level_dimensions[level]
+        downsample = self.level_downsamples[level]
+        inside_x = max(0, min(width, round(level_width - x / downsample)))
+        inside_y = max(0, min(height, round(level_height - y / downsample)))
+        region[inside_y:, :] = 255
+        region[:, inside_x:] = 255
+        return np.ascontiguousarray(region)
 
     def close(self) -> None:
         close = getattr(self.image, "close", None)
