@@ -64,3 +64,27 @@ def create_encoder(name: str) -> tuple[nn.Module, int]:
         use_cifar_stem(model)
     timm_model: Any = model
     return model, int(timm_model.num_features)
+
+
+def load_exported_encoder(weights: str, description: str) -> tuple[nn.Module, int]:
+    """The encoder an SSL run exported (``encoder.safetensors``, ``encoder.json``), its weights loaded.
+
+    This is the entry ``from_export`` of the named registry ``ssl_encoders``, so
+    other plugins may build an exported encoder through the kernel without
+    importing himl-ssl.
+    """
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    content = json.loads(Path(description).read_text(encoding="utf-8"))
+    architecture = content.get("architecture") if isinstance(content, dict) else None
+    if not isinstance(architecture, str):
+        raise HimlError(f"encoder description {description} names no architecture")
+    encoder, size = create_encoder(architecture)
+    try:
+        encoder.load_state_dict(load_file(weights))
+    except (RuntimeError, OSError) as error:
+        raise HimlError(f"encoder weights {weights} do not fit {architecture}: {str(error).splitlines()[0]}") from None
+    return encoder, size

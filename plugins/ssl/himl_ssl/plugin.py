@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from himl_kernel.container import Container
     from himl_kernel.contracts import Command
     from himl_kernel.doctor import DoctorReport
-    from himl_kernel.registry import Registry
+    from himl_kernel.registry import Registry, RegistryCatalog
 
 _REQUIRES = ("lightning", "timm", "torchmetrics", "torchvision")
 
@@ -48,3 +48,31 @@ def himl_register_containers(registry: Registry[type[Container]]) -> None:
 @hookimpl
 def himl_doctor(report: DoctorReport) -> None:
     report.requirements_of("himl-ssl", label="ssl")
+
+
+#: The named registry this plugin offers: encoder factories by name, and ``from_export``.
+SSL_ENCODERS = "ssl_encoders"
+_ENCODER_NAMES = ("resnet18", "resnet50", "resnet101", "densenet121", "cifar_resnet18", "cifar_resnet50")
+
+
+@hookimpl
+def himl_register_registries(registries: RegistryCatalog) -> None:
+    registries.declare(
+        SSL_ENCODERS,
+        "image encoder",
+        "himl-ssl's encoders: NAME() gives (module, feature size) with random weights; "
+        "from_export(weights, description) an SSL run's exported encoder",
+    )
+
+
+@hookimpl
+def himl_register_entries(name: str, registry: Registry[object]) -> None:
+    if name != SSL_ENCODERS:
+        return
+    for encoder in _ENCODER_NAMES:
+        registry.add(encoder, f"himl_ssl.factories:{encoder}", f"a {encoder} with random weights (timm)")
+    registry.add(
+        "from_export",
+        "himl_ssl.encoders:load_exported_encoder",
+        "the encoder of an SSL run's encoder.safetensors and encoder.json",
+    )
