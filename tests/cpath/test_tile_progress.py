@@ -136,3 +136,33 @@ def test_a_corrupt_tiling_json_or_an_output_that_is_a_file_is_one_line(
         assert "Traceback" not in result.stderr
     assert a_file.read_text(encoding="utf-8") == "not a folder"
     assert (out / "tiling.json").read_text(encoding="utf-8") == '{"tile_size": 2'
+
+
+def test_png_level_changes_the_size_not_the_pixels(slide_folder: SlideFolder, tmp_path: Path) -> None:
+    import numpy as np
+    from himl_cpath.tiles_dataset import WriteOptions
+    from PIL import Image
+
+    from himl_kernel.errors import HimlError
+
+    slides = load_slides(slide_folder.table, include=["slide_00"])
+    sizes, pixels = {}, {}
+    for level in (0, 1, 9):
+        out = tmp_path / f"level{level}"
+        tile_slides(slides, out, OPTIONS, write=WriteOptions(png_level=level))
+        files = sorted(out.glob("slide_00/*.png"))
+        sizes[level] = sum(f.stat().st_size for f in files)
+        pixels[level] = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    assert sizes[0] > sizes[1] >= sizes[9]
+    for level in (1, 9):
+        assert all(np.array_equal(a, b) for a, b in zip(pixels[0], pixels[level], strict=True))
+    try:
+        WriteOptions(png_level=10)
+    except HimlError as exc:
+        assert "0 to 9, got 10" in str(exc)
+    else:
+        raise AssertionError("png level 10 was accepted")
+    result = run_himl(
+        "cpath", "tile", str(slide_folder.table), "--output", str(tmp_path / "x"), "--png-level", "12", cwd=tmp_path
+    )
+    assert result.returncode != 0 and len(error_lines(result.stderr)) == 1 and "got 12" in result.stderr

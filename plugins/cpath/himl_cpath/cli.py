@@ -69,7 +69,7 @@ def _tile(args: argparse.Namespace, host: PluginHost) -> int:
         options,
         processes=args.processes,
         backend=args.backend,
-        write=WriteOptions(image_format=args.format),
+        write=WriteOptions(image_format=args.format, png_level=args.png_level),
         overwrite=args.overwrite,
         show_progress=True,
     )
@@ -224,6 +224,12 @@ class CpathCommand:
             help="level the Otsu tissue mask is computed on (default: -1, the lowest)",
         )
         tile.add_argument("--format", choices=("png", "jpeg"), default="png", help="tile image format (default: png)")
+        tile.add_argument(
+            "--png-level",
+            type=int,
+            default=1,
+            help="zlib level of PNG tiles, 0-9; lossless at every level, 1 is fast (default: 1)",
+        )
         tile.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
         tile.set_defaults(handler=_tile)
 
