@@ -14,7 +14,8 @@ Resuming: a slide is finished once its own ``<slide folder>/dataset.csv`` exists
 finished slides and redoes a slide whose folder has no such file. A slide
 that fails is recorded in ``failed_slides.csv`` and skipped; the others go
 on. ``tiling.json`` keeps the tiling options, so that a resumed run cannot mix
-tiles cut two different ways.
+tiles cut two different ways. The combined ``dataset.csv`` lists every finished
+slide of the folder, also those of earlier runs with other ``--include`` lists.
 """
 
 from __future__ import annotations
