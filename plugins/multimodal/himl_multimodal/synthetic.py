@@ -9,14 +9,16 @@ import numpy as np
 from PIL import Image
 
 #: The reports of the two classes. Radiological convention: the patient's left is the image's right.
-REPORTS = {"left": "opacity in the left lung", "right": "opacity in the right lung"}
+REPORTS = {"left": "opacity in the left lung", "right": "opacity in the right lung", "none": "no opacity"}
 
 
 def opacity_image(side: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A noisy dark square with a bright blob in the patient's ``side`` lung (the image's opposite half)."""
+    """A noisy dark square with a bright blob in the patient's ``side`` lung (the image's opposite half), or none."""
     if side not in REPORTS:
         raise ValueError(f"side should be one of {', '.join(REPORTS)}, got {side!r}")
     image = rng.normal(60, 15, (size, size))
+    if side == "none":
+        return np.clip(image, 0, 255).astype(np.uint8)
     rows, cols = np.mgrid[0:size, 0:size]
     centre_col = rng.uniform(0.6, 0.8) * size if side == "left" else rng.uniform(0.2, 0.4) * size
     centre_row = rng.uniform(0.3, 0.7) * size
@@ -26,8 +28,13 @@ def opacity_image(side: str, size: int, rng: np.random.Generator) -> np.ndarray:
     return pixels
 
 
-def write_left_right_pairs(folder: Path, count: int, size: int = 128, seed: int = 0) -> Path:
-    """Write ``count`` PNGs (alternating sides) and ``pairs.csv`` (columns image, report, side); return the table."""
+def write_left_right_pairs(folder: Path, count: int, size: int = 128, seed: int = 0, with_normal: bool = False) -> Path:
+    """Write ``count`` PNGs and ``pairs.csv`` (columns image, report, side); return the table.
+
+    Sides alternate left, right (and, ``with_normal``, images without opacity). The clear images make the
+    task localisable: without them an empty image-left half says "left" as surely as the opacity does.
+    """
+    cycle = ["left", "right", "none"] if with_normal else ["left", "right"]
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     table = folder / "pairs.csv"
@@ -35,7 +42,7 @@ def write_left_right_pairs(folder: Path, count: int, size: int = 128, seed: int 
         writer = csv.writer(handle)
         writer.writerow(["image", "report", "side"])
         for index in range(count):
-            side = "left" if index % 2 == 0 else "right"
+            side = cycle[index % len(cycle)]
             name = f"{side}_{index:04d}.png"
             Image.fromarray(opacity_image(side, size, rng), mode="L").save(folder / name)
             writer.writerow([name, REPORTS[side], side])
