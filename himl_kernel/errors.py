@@ -46,3 +46,34 @@ class UnknownNameError(HimlError, LookupError):
 
 class PluginLoadError(HimlError):
     """A plugin that could not be loaded; raised when a command needs it."""
+
+
+#: Set to 1 to see the traceback of a HimlError a script did not catch.
+ENV_VERBOSE = "HIML_VERBOSE"
+
+
+def install_one_line_excepthook() -> None:
+    """Make a :class:`HimlError` that a user's script does not catch end it with one line, not a traceback.
+
+    For the functions a script calls (``submit_if_needed``, hi-ml's
+    ``submit_to_azure_if_needed``): the error still propagates, so a caller
+    can catch it; only the interpreter's report of an uncaught one changes,
+    to ``himl: error: ...`` on stderr (exit status 1). ``HIML_VERBOSE=1``
+    keeps the traceback. Other exceptions go to the previous hook. Installing
+    it twice is harmless.
+    """
+    import os
+    import sys
+
+    previous = sys.excepthook
+    if getattr(previous, "_himl_one_line", False):
+        return
+
+    def hook(kind: type[BaseException], value: BaseException, tb: object) -> None:
+        if isinstance(value, HimlError) and os.environ.get(ENV_VERBOSE, "") in ("", "0"):
+            print(f"himl: error: {value}", file=sys.stderr)
+            return
+        previous(kind, value, tb)  # type: ignore[arg-type]
+
+    hook._himl_one_line = True  # type: ignore[attr-defined]
+    sys.excepthook = hook

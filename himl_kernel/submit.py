@@ -163,8 +163,11 @@ def submit_if_needed(
 
     from himl_kernel.current import activate
     from himl_kernel.dataset_prep import prepare_datasets
+    from himl_kernel.errors import install_one_line_excepthook
     from himl_kernel.plugins import build_host
     from himl_kernel.runinfo import check_wire_format
+
+    install_one_line_excepthook()  # a script that does not catch our errors ends with their one line
 
     check_wire_format(os.environ)  # a job from a himl whose wire format this one cannot read stops here
     host = host or build_host()

@@ -124,6 +124,9 @@ def submit_to_azure_if_needed(
     submitted job's :class:`~himl_kernel.job.Submission`. ``aml_workspace``
     may be a :class:`~himl_azure_v2.workspace.Workspace`.
     """
+    from himl_kernel.errors import install_one_line_excepthook
+
+    install_one_line_excepthook()  # a hi-ml script that does not catch our errors ends with their one line
     if strictly_aml_v1:
         raise HimlError("strictly_aml_v1=True needs the AzureML SDK v1 plugin (himl[azure-v1]), not himl-azure-v2")
     from himl_kernel.datasets import DatasetConfig
