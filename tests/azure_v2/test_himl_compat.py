@@ -89,7 +89,7 @@ def test_hi_ml_script_with_azureml_flag_submits_the_expected_job(
             "jobOutputType": "uri_folder",
         }
     }
-    assert rest["environmentVariables"] == {"HIML_STYLE": "1", "HIML_WIRE_FORMAT": "1"}
+    assert rest["environmentVariables"] == {"HIML_STYLE": "1", "HIML_WIRE_FORMAT": "1", "HIML_BACKEND": "azureml"}
     assert rest["resources"]["shmSize"] == "8g" and rest["limits"]["timeout"] == "PT30M"
     assert rest["experimentName"] == "hi_ml_script" and rest["tags"]["origin"] == "hi-ml"
     assert "himl: submitted to azureml: run himl_test_job_1 https://ml.azure.com/runs/" in capsys.readouterr().err

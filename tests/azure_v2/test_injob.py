@@ -51,6 +51,18 @@ def test_inside_azureml_the_run_info_comes_from_the_variables_azureml_sets(
     assert host.detect_run({}) is None
 
 
+@pytest.mark.parametrize(
+    ("marker", "claimed"), [("azureml", True), ("", True), ("amulet", False), ("azureml-v1", False)]
+)
+def test_a_job_is_claimed_by_the_backend_its_marker_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, marker: str, claimed: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])
+    info = host.detect_run({**azureml_environ(), "HIML_BACKEND": marker})
+    assert (info is not None) == claimed
+
+
 def test_inside_azureml_metrics_go_to_the_jobs_own_mlflow_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
 

@@ -101,6 +101,7 @@ def test_crossval_model_with_datasets_on_two_nodes_is_one_sweep_job(
         "HIML_TEST": "1",
         "HIML_TARGET_FOLDERS": '{"INPUT_1": "/tmp/labels"}',
         "HIML_WIRE_FORMAT": "1",
+        "HIML_BACKEND": "azureml",
     }
     env_name = control_plane.registered_environments[0]["name"]
     assert trial["environmentId"] == f"azureml:{env_name}:1"

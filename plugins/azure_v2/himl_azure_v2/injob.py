@@ -25,8 +25,22 @@ _INPUT = re.compile(r"AZURE_ML_INPUT_INPUT_(\d+)$")
 _OUTPUT = re.compile(r"AZURE_ML_OUTPUT_OUTPUT_(\d+)$")
 
 
+#: The backend marker a job carries (``HIML_BACKEND``); this plugin's jobs carry ``azureml``.
+ENV_BACKEND = "HIML_BACKEND"
+
+
 def is_inside_azureml(environ: Mapping[str, str]) -> bool:
     return bool(environ.get(ENV_RUN_ID, "").strip())
+
+
+def is_other_backends_job(environ: Mapping[str, str]) -> bool:
+    """True for a job another backend submitted (``HIML_BACKEND=amulet`` or ``azureml-v1``...).
+
+    Detection goes by that marker first; a job without one (submitted before jobs
+    carried it, or by hand) is this plugin's, the default AzureML backend.
+    """
+    marker = environ.get(ENV_BACKEND, "").strip()
+    return bool(marker) and marker != "azureml"
 
 
 def _targets(environ: Mapping[str, str]) -> dict[str, str]:
@@ -71,7 +85,7 @@ def _folders(environ: Mapping[str, str], pattern: re.Pattern[str], name: str) ->
 
 def run_info_from_environ(environ: Mapping[str, str]) -> RunInfo | None:
     """The current AzureML job as a RunInfo, or None outside AzureML."""
-    if not is_inside_azureml(environ):
+    if not is_inside_azureml(environ) or is_other_backends_job(environ):
         return None
     from himl_kernel.runinfo import RunInfo
 

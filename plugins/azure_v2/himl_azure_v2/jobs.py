@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from himl_azure_v2.environment import DEFAULT_SHM_SIZE
 from himl_azure_v2.workspace import DEFAULT_DATASTORE
 from himl_kernel.errors import HimlError
-from himl_kernel.runinfo import ENV_WIRE_FORMAT, WIRE_FORMAT
+from himl_kernel.runinfo import ENV_BACKEND, ENV_WIRE_FORMAT, WIRE_FORMAT
 from himl_kernel.sweep import Uniform
 
 if TYPE_CHECKING:
@@ -158,7 +158,11 @@ def build_azure_job(spec: JobSpec, settings: AzureSettings) -> Job:
             inputs[name] = first
             text += f" --{name} ${{{{inputs.{name}}}}}"
     timeout = int(spec.max_run_duration_s) if spec.max_run_duration_s else None
-    env_vars = {**spec.env_vars, ENV_WIRE_FORMAT: str(WIRE_FORMAT)}  # the job refuses a format it cannot read
+    env_vars = {
+        **spec.env_vars,
+        ENV_WIRE_FORMAT: str(WIRE_FORMAT),  # the job refuses a format it cannot read
+        ENV_BACKEND: "azureml",  # inside AzureML, this job is the v2 plugin's (not Amulet's nor the v1 plugin's)
+    }
     targets = target_folders(spec)
     if targets:
         import json
