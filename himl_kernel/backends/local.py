@@ -70,7 +70,7 @@ class LocalBackend:
     def render(self, job: JobSpec, host: PluginHost) -> str:
         import yaml
 
-        trials = job.sweep.trials() if job.sweep else [None]
+        trials: list[dict[str, Any] | None] = list(job.sweep.trials()) if job.sweep else [None]
         commands = []
         for trial in trials:
             args = trial_arguments(trial) if trial else []

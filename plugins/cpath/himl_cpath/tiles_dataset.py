@@ -445,9 +445,8 @@ def tile_slides(
             print(f"{len(report.skipped)} of {len(slides)} slides already tiled in {output}", file=sys.stderr)
         counter = Progress("tiling", len(pending), "slides")
         say = progress or counter.note
-    job = _Job(
-        output, options, backend, write, tiles_per_batch, report, say, counter.update if counter else lambda: None
-    )
+    tick: Callable[[], None] = counter.update if counter else _no_tick
+    job = _Job(output, options, backend, write, tiles_per_batch, report, say, tick)
     try:
         crashed = job.run(pending, workers=processes if processes > 1 else 0)
         # A worker that dies (a crash inside a native reader) takes the pool with it:
@@ -466,3 +465,7 @@ def tile_slides(
 
 def print_progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def _no_tick() -> None:
+    """What a slide's completion tells the progress counter when there is none."""
