@@ -65,7 +65,8 @@ class SSLContainer(LightningContainer):
 
     @model_validator(mode="after")
     def _num_epochs_is_max_epochs(self) -> SSLContainer:
-        if self.num_epochs is not None:
+        # only when they differ: the assignment is validated, which runs this validator again
+        if self.num_epochs is not None and self.max_epochs != self.num_epochs:
             self.max_epochs = self.num_epochs
         return self
 
