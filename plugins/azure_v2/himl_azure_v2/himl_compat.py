@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from himl_kernel.errors import HimlError
 
 if TYPE_CHECKING:
+    from himl_azure_v2.run import MlflowRun
     from himl_kernel.datasets import DatasetConfig
     from himl_kernel.job import JobSpec
     from himl_kernel.plugins import PluginHost
@@ -45,7 +46,9 @@ class AzureRunInfo:
     Attributes:
         input_datasets: one folder per input dataset (None where unavailable).
         output_datasets: one folder per output dataset.
-        run: the run's id (hi-ml returned an AzureML Run object; here the id).
+        run: the run, with hi-ml's Run methods (``log``, ``log_list``, ``upload_file``, ``upload_folder``,
+            ``id``, ``get_portal_url``...) on its MLflow run: the AzureML job's inside AzureML, the local
+            run store's here (hi-ml gave None outside AzureML).
         is_running_in_azure_ml: whether this process is an AzureML job.
         output_folder: where files kept with the run go.
         logs_folder: where logs go.
@@ -54,7 +57,7 @@ class AzureRunInfo:
 
     input_datasets: list[Path | None]
     output_datasets: list[Path | None]
-    run: str | None
+    run: MlflowRun | None
     is_running_in_azure_ml: bool
     output_folder: Path | None
     logs_folder: Path | None
@@ -63,10 +66,12 @@ class AzureRunInfo:
 
 
 def _as_info(info: RunInfo) -> AzureRunInfo:
+    from himl_azure_v2.run import MlflowRun
+
     return AzureRunInfo(
         input_datasets=list(info.input_datasets),
         output_datasets=list(info.output_datasets),
-        run=info.run_id,
+        run=MlflowRun.for_run_info(info) if info.run_id else None,
         is_running_in_azure_ml=info.backend == "azureml",
         output_folder=info.output_folder,
         logs_folder=info.logs_folder,

@@ -83,6 +83,20 @@ def _folders(environ: Mapping[str, str], pattern: re.Pattern[str], name: str) ->
     return [found.get(i) for i in range(max(found) + 1)]
 
 
+def portal_url_from_environ(run_id: str, environ: Mapping[str, str] | None = None) -> str:
+    """The job's studio page, from the workspace variables AzureML sets in a job; empty when they are missing."""
+    import os
+
+    env = os.environ if environ is None else environ
+    parts = [env.get(k, "").strip() for k in ("AZUREML_ARM_SUBSCRIPTION", "AZUREML_ARM_RESOURCEGROUP",
+                                              "AZUREML_ARM_WORKSPACE_NAME")]  # fmt: skip
+    if not all(parts):
+        return ""
+    subscription, group, workspace = parts
+    wsid = f"/subscriptions/{subscription}/resourcegroups/{group}/workspaces/{workspace}"
+    return f"https://ml.azure.com/runs/{run_id}?wsid={wsid}"
+
+
 def run_info_from_environ(environ: Mapping[str, str]) -> RunInfo | None:
     """The current AzureML job as a RunInfo, or None outside AzureML."""
     if not is_inside_azureml(environ) or is_other_backends_job(environ):
