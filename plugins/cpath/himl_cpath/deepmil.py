@@ -277,6 +277,9 @@ class DeepMIL(LightningContainer):
         None, description="folder of cached tile features; default: $HIML_CACHE/cpath_features"
     )
     encoding_batch_size: int = Field(64, ge=1, description="tiles per encoder batch when caching features")
+    encoding_workers: int = Field(
+        2, ge=0, description="loader processes reading tiles while the encoder fills the feature cache (0: in-process)"
+    )
     pooling: PoolingName = Field("attention", description="how tiles are pooled into a slide embedding")
     pool_hidden_dim: int = Field(128, ge=1, description="hidden size of the attention (and transformer feed-forward)")
     pool_num_layers: int = Field(2, ge=1, description="transformer layers of the transformer poolings")
@@ -444,6 +447,7 @@ class DeepMIL(LightningContainer):
                     root,
                     batch_size=self.encoding_batch_size,
                     backend=self.slide_backend,
+                    workers=self.encoding_workers,
                     show_progress=True,
                 )
                 total = len(records)

@@ -26,9 +26,10 @@ from torch import Tensor
 
 from himl_cpath.encoders import TileEncoder
 from himl_cpath.progress import Progress
-from himl_cpath.slide_table import BagSource, SlideRecord, TileFileBag
+from himl_cpath.slide_table import BagSource, TileFileBag
 from himl_cpath.tiling import TilingOptions
 from himl_kernel.atomic import atomic_write
+from himl_kernel.errors import HimlError
 
 #: The cache format; entries of another one are encoded again.
 FORMAT = 2
@@ -91,73 +92,6 @@ def _entry_is_current(entry: Path, record: BagSource) -> bool:
         return False
 
 
-def encode_slide(
-    record: SlideRecord,
-    encoder: TileEncoder,
-    options: TilingOptions,
-    *,
-    batch_size: int = 64,
-    backend: str | None = None,
-) -> dict[str, Tensor | list[int] | int]:
-    """The features of every kept tile of one slide (in :func:`~himl_cpath.tiling.plan_tiles` order)."""
-    import numpy as np
-
-    from himl_cpath.slide import open_slide
-    from himl_cpath.tiling import group_tiles, plan_tiles, read_tiles, tissue_mask_for
-
-    chunks: list[Tensor] = []
-    xs: list[int] = []
-    ys: list[int] = []
-    pending: list[np.ndarray] = []
-
-    def flush() -> None:
-        if pending:
-            batch = torch.from_numpy(np.stack(pending).transpose(0, 3, 1, 2).copy())
-            chunks.append(encoder(batch).detach().float().cpu())
-            pending.clear()
-
-    with open_slide(record.image, backend) as reader:
-        extent = round(options.tile_size * reader.level_downsamples[reader.check_level(options.level)])
-        tiles = plan_tiles(reader, tissue_mask_for(reader, options, record.mask), options)
-        for tile, pixels in read_tiles(reader, group_tiles(tiles, reader, options), options):
-            pending.append(np.ascontiguousarray(pixels))
-            xs.append(tile.x)
-            ys.append(tile.y)
-            if len(pending) >= batch_size:
-                flush()
-        flush()
-    features = torch.cat(chunks) if chunks else torch.zeros(0, encoder.num_features)
-    # tiles are read block by block; keep them in the plan's (row by row) order
-    place = {(tile.x, tile.y): index for index, tile in enumerate(tiles)}
-    order = torch.tensor(sorted(range(len(xs)), key=lambda i: place[(xs[i], ys[i])]), dtype=torch.int64)
-    return {
-        "features": features[order],
-        "tile_x": torch.tensor(xs, dtype=torch.int64)[order],
-        "tile_y": torch.tensor(ys, dtype=torch.int64)[order],
-        "extent": extent,
-        "stamp": _stamp(record),
-    }
-
-
-def encode_tile_files(
-    bag: TileFileBag, encoder: TileEncoder, *, batch_size: int = 64
-) -> dict[str, Tensor | list[int] | int]:
-    """The features of every tile image of a slide given as tile files, in the bag's order."""
-    from himl_cpath.datasets import read_tile_files
-
-    chunks = []
-    for start in range(0, len(bag.images), batch_size):
-        images = read_tile_files(bag, range(start, min(start + batch_size, len(bag.images))))
-        chunks.append(encoder(torch.from_numpy(images)).detach().float().cpu())
-    return {
-        "features": torch.cat(chunks) if chunks else torch.zeros(0, encoder.num_features),
-        "tile_x": torch.tensor(bag.tile_x, dtype=torch.int64),
-        "tile_y": torch.tensor(bag.tile_y, dtype=torch.int64),
-        "extent": -1,
-        "stamp": _stamp(bag),
-    }
-
-
 def cache_features(
     records: Sequence[BagSource],
     encoder: TileEncoder,
@@ -166,45 +100,71 @@ def cache_features(
     *,
     batch_size: int = 64,
     backend: str | None = None,
+    workers: int = 2,
     show_progress: bool = False,
 ) -> tuple[Path, int]:
     """Encode every slide whose entry is missing or stale; the cache folder and how many slides were encoded.
 
     Slide files go into the folder of ``options``, tile-file bags into the
     ``tile-files`` one; the folder returned is that of the first record.
+    Tiles are read and decoded by ``workers`` loader processes while the
+    encoder runs (:mod:`himl_cpath.feature_stream`; 0: in this process).
     With ``show_progress``, says on stderr how many slides were cached already
     and shows counts, rate and time left of the encoding.
     """
+    from himl_cpath.feature_stream import stream_features
     from himl_cpath.safe_names import check_distinct
 
     check_distinct((r.slide_id for r in records), "feature cache")
-    stale = []
+    stale: dict[str, tuple[Path, list[int]]] = {}
+    failures: list[str] = []
     for record in records:
-        folder = cache_folder(root, encoder, tiling_of(record, options))
-        entry = entry_path(folder, record.slide_id)
+        entry = entry_path(cache_folder(root, encoder, tiling_of(record, options)), record.slide_id)
         if not _entry_is_current(entry, record):
-            stale.append((record, folder, entry))
+            try:  # stamped before reading: a change while it is encoded makes the next run encode it again
+                stale[record.slide_id] = (entry, _stamp(record))
+            except OSError as exc:
+                failures.append(f"{record.slide_id}: {exc.strerror or exc}: {exc.filename}")
     if show_progress:
         print(f"himl: {len(records) - len(stale)} of {len(records)} slides cached in {root}", file=sys.stderr)
     encoded = 0
+    counter = Progress("encoding features", len(stale), "slides") if show_progress and stale else None
+    todo = [r for r in records if r.slide_id in stale]
+
+    def store(record: BagSource, entry: dict[str, object]) -> None:
+        nonlocal encoded
+        path, stamp = stale[record.slide_id]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, partial(torch.save, {**entry, "stamp": stamp}))
+        encoded += 1
+        if counter is not None:
+            counter.update()
+
     was_training = encoder.training
     encoder.eval()
-    counter = Progress("encoding features", len(stale), "slides") if show_progress and stale else None
     try:
-        for record, folder, entry in stale:
-            folder.mkdir(parents=True, exist_ok=True)
-            if isinstance(record, TileFileBag):
-                stored = encode_tile_files(record, encoder, batch_size=batch_size)
-            else:
-                stored = encode_slide(record, encoder, options, batch_size=batch_size, backend=backend)
-            atomic_write(entry, partial(torch.save, stored))
-            encoded += 1
-            if counter is not None:
-                counter.update()
+        failures += (
+            []
+            if not todo
+            else stream_features(
+                todo,
+                encoder,
+                options,
+                store,
+                batch_size=batch_size,
+                workers=workers,
+                backend=backend,
+            )
+        )
     finally:
         encoder.train(was_training)
         if counter is not None:
             counter.close()
+    if failures:
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise HimlError(
+            f"could not encode {len(failures)} of {len(records)} slides, the others are cached: {failures[0]}{more}"
+        )
     first = tiling_of(records[0], options) if records else options
     return cache_folder(root, encoder, first), encoded
 

@@ -111,14 +111,13 @@ def _task(kind: str, *args: Any) -> Any:
 def _plan(
     record: SlideRecord, options: TilingOptions, backend: str | None, tiles_per_batch: int
 ) -> list[list[TileBlock]]:
+    from himl_cpath.feature_stream import block_cells
     from himl_cpath.slide import open_slide
     from himl_cpath.tiling import chunk_by_tiles, group_tiles, plan_tiles, tissue_mask_for
 
     with open_slide(record.image, backend) as reader:
         mask = tissue_mask_for(reader, options, record.mask)
-        # OpenSlide caches decoded tiles itself; other readers gain by reading neighbours together
-        cells = 1 if reader.backend == "openslide" else 4
-        blocks = group_tiles(plan_tiles(reader, mask, options), reader, options, block=cells)
+        blocks = group_tiles(plan_tiles(reader, mask, options), reader, options, block=block_cells(reader))
     return chunk_by_tiles(blocks, tiles_per_batch)
 
 
