@@ -10,23 +10,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import timm
 import torch
 from himl_ssl.encoders import use_cifar_stem
-from PIL import Image
 from safetensors.torch import load_file
 
 from himl_kernel.runstore import RunStore, StoredRun
 
 from ..conftest import error_lines, run_himl
-
-TINY = (
-    "--ssl_encoder", "cifar_resnet18", "--image_size", "32", "--ssl_training_batch_size", "8",
-    "--linear_head_batch_size", "8", "--max_epochs", "1", "--num_workers", "0", "--hidden_dim", "32",
-    "--pl_num_sanity_val_steps", "0",
-)  # fmt: skip
+from .folders import TINY, crck_folder, himl_env
 
 
 @dataclass(frozen=True)
@@ -36,30 +29,9 @@ class Finished:
     root: Path
 
 
-def _crck(folder: Path) -> Path:
-    """CRC_DX_TRAIN and CRC_DX_TEST with random 32-pixel tiles; MSIMUT ones carry a dark blue square."""
-    rng = np.random.default_rng(0)
-    slide = 0
-    for split, count in (("CRC_DX_TRAIN", 24), ("CRC_DX_TEST", 8)):
-        for class_name in ("MSIMUT", "MSS"):
-            target = folder / split / class_name
-            target.mkdir(parents=True)
-            for index in range(count // 2):  # two tiles per slide, each slide of one class
-                pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
-                if class_name == "MSIMUT":
-                    pixels[:16, :16] = (40, 40, 120)
-                Image.fromarray(pixels).save(target / f"TCGA-AB-{slide + index // 2:04d}-01Z-00-DX1_{index}.png")
-            slide += count
-    return folder
-
-
-def _env(root: Path) -> dict[str, str]:
-    return {"HIML_HOME": str(root / "home"), "HIML_CACHE": str(root / "cache")}
-
-
 def _train(model: str, root: Path) -> Finished:
-    crck = _crck(root / "crck")
-    result = run_himl("run", "--model", model, "--local_datasets", f"[{crck}]", *TINY, cwd=root, env=_env(root))
+    crck = crck_folder(root / "crck")
+    result = run_himl("run", "--model", model, "--local_datasets", f"[{crck}]", *TINY, cwd=root, env=himl_env(root))
     assert result.returncode == 0, result.stderr[-3000:]
     store = RunStore(home=root / "home")
     (run,) = [r for r in store.list_runs(model) if not r.parent_run_id]
@@ -139,7 +111,7 @@ def test_export_encoder_of_a_file_that_is_no_ssl_checkpoint_is_one_line(tmp_path
 
 @pytest.mark.slow
 def test_an_ssl_run_without_a_dataset_is_one_line(tmp_path: Path) -> None:
-    result = run_himl("run", "--model", "CRCK_SimCLR", *TINY, cwd=tmp_path, env=_env(tmp_path))
+    result = run_himl("run", "--model", "CRCK_SimCLR", *TINY, cwd=tmp_path, env=himl_env(tmp_path))
     assert result.returncode != 0
     errors = error_lines(result.stderr)
     assert len(errors) == 1 and "CRCK_SimCLR needs a dataset" in errors[0], result.stderr
@@ -155,7 +127,7 @@ def test_cpaths_ssl_configuration_trains_on_the_runs_exported_encoder(simclr: Fi
         "run", "--model", "TcgaCrckSSLMIL", "--local_datasets", f"[{root / 'crck'}]",
         "--encoder_weights", simclr.run.run_id, "--max_epochs", "1", "--pl_num_sanity_val_steps", "0",
         "--max_bag_size", "2", "--batch_size", "4", "--figures", "false",
-        cwd=root, env=_env(root),
+        cwd=root, env=himl_env(root),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     digest = hashlib.sha256((simclr.outputs / "encoder.safetensors").read_bytes()).hexdigest()[:16]

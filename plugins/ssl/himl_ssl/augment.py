@@ -25,6 +25,9 @@ from torch import Tensor
 
 from himl_kernel.errors import HimlError
 
+#: Where the random parameters come from: a generator on the images' device, or None for torch's global one.
+Generator = torch.Generator | None
+
 
 class AugmentationConfig(BaseModel):
     """The augmentations of one view (the SimCLR paper's defaults)."""
@@ -74,27 +77,27 @@ def load_augmentation_config(path: Path) -> AugmentationConfig:
         raise HimlError(f"augmentation config {path}: {where}: {first['msg']}") from None
 
 
-def _uniform(n: int, low: float, high: float, device: torch.device) -> Tensor:
-    return torch.rand(n, device=device) * (high - low) + low
+def _uniform(n: int, low: float, high: float, device: torch.device, generator: Generator) -> Tensor:
+    return torch.rand(n, device=device, generator=generator) * (high - low) + low
 
 
-def _chance(n: int, probability: float, device: torch.device) -> Tensor:
-    return torch.rand(n, device=device) < probability
+def _chance(n: int, probability: float, device: torch.device, generator: Generator) -> Tensor:
+    return torch.rand(n, device=device, generator=generator) < probability
 
 
-def random_resized_crop(images: Tensor, config: AugmentationConfig, size: int) -> Tensor:
+def random_resized_crop(images: Tensor, config: AugmentationConfig, size: int, generator: Generator = None) -> Tensor:
     """A random crop of each image (area and aspect ratio from the config), resized to ``size`` x ``size``."""
     from torchvision.ops import roi_align  # type: ignore[import-untyped]
 
     n, _, height, width = images.shape
     device = images.device
-    area = _uniform(n, *config.crop_scale, device) * height * width
-    log_ratio = _uniform(n, math.log(config.crop_ratio[0]), math.log(config.crop_ratio[1]), device)
+    area = _uniform(n, *config.crop_scale, device, generator) * height * width
+    log_ratio = _uniform(n, math.log(config.crop_ratio[0]), math.log(config.crop_ratio[1]), device, generator)
     ratio = torch.exp(log_ratio)
     crop_w = torch.sqrt(area * ratio).clamp(1, width)
     crop_h = torch.sqrt(area / ratio).clamp(1, height)
-    x0 = torch.rand(n, device=device) * (width - crop_w)
-    y0 = torch.rand(n, device=device) * (height - crop_h)
+    x0 = torch.rand(n, device=device, generator=generator) * (width - crop_w)
+    y0 = torch.rand(n, device=device, generator=generator) * (height - crop_h)
     boxes = torch.stack([torch.arange(n, device=device, dtype=images.dtype), x0, y0, x0 + crop_w, y0 + crop_h], dim=1)
     crops: Tensor = roi_align(images, boxes.to(images.dtype), output_size=(size, size), spatial_scale=1.0, aligned=True)
     return crops
@@ -121,14 +124,14 @@ def _rotate_hue(images: Tensor, angle: Tensor) -> Tensor:
     return torch.einsum("nij,njhw->nihw", matrix, images)
 
 
-def colour_jitter(images: Tensor, strength: float) -> Tensor:
+def colour_jitter(images: Tensor, strength: float, generator: Generator = None) -> Tensor:
     """Brightness, contrast, saturation (each by a factor in [1 - 0.8 s, 1 + 0.8 s]) and hue (+-0.2 s turns)."""
     n, device = images.shape[0], images.device
     spread = 0.8 * strength
     low = max(0.0, 1 - spread)
 
     def factor() -> Tensor:
-        return _uniform(n, low, 1 + spread, device).view(n, 1, 1, 1)
+        return _uniform(n, low, 1 + spread, device, generator).view(n, 1, 1, 1)
 
     out = (images * factor()).clamp(0, 1)
     mean = _grey(out).mean(dim=(2, 3), keepdim=True)
@@ -137,7 +140,7 @@ def colour_jitter(images: Tensor, strength: float) -> Tensor:
     out = ((out - grey) * factor() + grey).clamp(0, 1)
     if out.shape[1] == 3:
         hue = min(0.2 * strength, 0.5)
-        out = _rotate_hue(out, _uniform(n, -hue, hue, device) * 2 * math.pi).clamp(0, 1)
+        out = _rotate_hue(out, _uniform(n, -hue, hue, device, generator) * 2 * math.pi).clamp(0, 1)
     return out
 
 
@@ -156,21 +159,24 @@ def gaussian_blur(images: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
     return flat.view(n, channels, height, width)
 
 
-def augment_batch(images: Tensor, config: AugmentationConfig, size: int) -> Tensor:
-    """One SimCLR view of every image of ``images`` ((N, C, H, W) in [0, 1]), ``size`` pixels square."""
+def augment_batch(images: Tensor, config: AugmentationConfig, size: int, generator: Generator = None) -> Tensor:
+    """One SimCLR view of every image of ``images`` ((N, C, H, W) in [0, 1]), ``size`` pixels square.
+
+    The random parameters come from ``generator`` (on the images' device), or torch's global one when None.
+    """
     n, device = images.shape[0], images.device
-    out = random_resized_crop(images, config, size)
-    flip = _chance(n, config.flip_probability, device).view(n, 1, 1, 1)
+    out = random_resized_crop(images, config, size, generator)
+    flip = _chance(n, config.flip_probability, device, generator).view(n, 1, 1, 1)
     out = torch.where(flip, out.flip(-1), out)
     if config.jitter_probability > 0 and config.jitter_strength > 0:
-        jitter = _chance(n, config.jitter_probability, device).view(n, 1, 1, 1)
-        out = torch.where(jitter, colour_jitter(out, config.jitter_strength), out)
+        jitter = _chance(n, config.jitter_probability, device, generator).view(n, 1, 1, 1)
+        out = torch.where(jitter, colour_jitter(out, config.jitter_strength, generator), out)
     if config.grey_probability > 0 and out.shape[1] == 3:
-        grey = _chance(n, config.grey_probability, device).view(n, 1, 1, 1)
+        grey = _chance(n, config.grey_probability, device, generator).view(n, 1, 1, 1)
         out = torch.where(grey, _grey(out).expand_as(out), out)
     kernel_size = int(size * config.blur_kernel_fraction) // 2 * 2 + 1
     if config.blur_probability > 0 and kernel_size >= 3 and kernel_size // 2 < size:
-        blur = _chance(n, config.blur_probability, device).view(n, 1, 1, 1)
-        sigma = _uniform(n, *config.blur_sigma, device)
+        blur = _chance(n, config.blur_probability, device, generator).view(n, 1, 1, 1)
+        sigma = _uniform(n, *config.blur_sigma, device, generator)
         out = torch.where(blur, gaussian_blur(out, sigma, kernel_size), out)
     return out

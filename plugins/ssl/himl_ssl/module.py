@@ -137,43 +137,57 @@ class SSLModule(LightningModule):
     def as_float(self, images: Tensor) -> Tensor:
         return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
-    def views(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def generator(self, stage: int, step: int, device: torch.device) -> torch.Generator:
+        """The random numbers of the augmentations of one batch: seeded by the run's seed, stage, step and rank.
+
+        So a run resumed from a checkpoint draws the same augmentations an
+        uninterrupted run would have drawn (torch's global generator is not in
+        checkpoints), and the validation views are the same at every epoch.
+        """
+        rank = int(self.trainer.global_rank) if self._trainer is not None else 0
+        seed = (torch.initial_seed() * 1_000_003 + stage) * 1_000_003 + step
+        return torch.Generator(device=device).manual_seed((seed * 1_009 + rank) % (2**63))
+
+    def views(self, images: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Two augmented, normalised views of a uint8 batch."""
         x = self.as_float(images)
         return (
-            self.normalise(augment_batch(x, self.augmentation, self.image_size)),
-            self.normalise(augment_batch(x, self.augmentation, self.image_size)),
+            self.normalise(augment_batch(x, self.augmentation, self.image_size, generator)),
+            self.normalise(augment_batch(x, self.augmentation, self.image_size, generator)),
         )
 
-    def ssl_loss(self, images: Tensor) -> Tensor:
-        view1, view2 = self.views(images)
+    def ssl_loss(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        view1, view2 = self.views(images, generator)
         if self.byol is not None:
             return self.byol.loss(view1, view2)
         z = self.projection(self.encoder(torch.cat([view1, view2])))
         z1, z2 = z.chunk(2)
         return nt_xent_loss(z1, z2, self.temperature)
 
-    def embed(self, images: Tensor, augmentation: AugmentationConfig | None = None) -> Tensor:
+    def embed(
+        self, images: Tensor, augmentation: AugmentationConfig | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Encoder features of a uint8 batch (no augmentation unless given), with no gradient."""
         x = self.as_float(images)
         if augmentation is not None:
-            x = augment_batch(x, augmentation, self.image_size)
+            x = augment_batch(x, augmentation, self.image_size, generator)
         elif x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         with torch.no_grad():
             features: Tensor = self.encoder(self.normalise(x))
         return features.detach()
 
-    def linear_head_loss(self, images: Tensor, labels: Tensor) -> Tensor:
-        logits = self.linear_head(self.embed(images, self.linear_head_augmentation))
+    def linear_head_loss(self, images: Tensor, labels: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        logits = self.linear_head(self.embed(images, self.linear_head_augmentation, generator))
         return F.cross_entropy(logits, labels, weight=self.class_weights)
 
     @override
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         images, _ = batch["ssl"]
-        loss = self.ssl_loss(images)
+        generator = self.generator(0, self.global_step, images.device)
+        loss = self.ssl_loss(images, generator)
         head_images, head_labels = batch["linear_head"]
-        head_loss = self.linear_head_loss(head_images, head_labels)
+        head_loss = self.linear_head_loss(head_images, head_labels, generator)
         self.log(f"{self.loss_prefix}/train/loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=True)
         self.log(f"{EVALUATOR}/train/loss", head_loss, on_step=False, on_epoch=True, sync_dist=True)
         return loss + head_loss
@@ -184,10 +198,10 @@ class SSLModule(LightningModule):
             total = max(int(self.trainer.estimated_stepping_batches), 1)
             self.byol.update_target(cosine_decay(self.global_step, total, self.byol_base_decay))
 
-    def _evaluate(self, batch: Any, dataloader_idx: int, stage: str) -> None:
+    def _evaluate(self, batch: Any, batch_idx: int, dataloader_idx: int, stage: str) -> None:
         images, labels = batch
         if dataloader_idx == 0:
-            loss = self.ssl_loss(images)
+            loss = self.ssl_loss(images, self.generator(1, batch_idx, images.device))
             self.log(f"{self.loss_prefix}/{stage}/loss", loss, sync_dist=True, add_dataloader_idx=False)
             return
         probabilities = torch.softmax(self.linear_head(self.embed(images)), dim=1)
@@ -205,7 +219,7 @@ class SSLModule(LightningModule):
 
     @override
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, dataloader_idx, "val")
+        self._evaluate(batch, batch_idx, dataloader_idx, "val")
 
     @override
     def on_validation_epoch_end(self) -> None:
@@ -214,7 +228,7 @@ class SSLModule(LightningModule):
     @override
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         """The SSL loss and the evaluator's metrics on the validation sets (SSL runs keep no test set of their own)."""
-        self._evaluate(batch, dataloader_idx, "test")
+        self._evaluate(batch, batch_idx, dataloader_idx, "test")
 
     @override
     def on_test_epoch_end(self) -> None:
