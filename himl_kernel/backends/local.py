@@ -96,7 +96,7 @@ class LocalBackend:
     # -- submission --------------------------------------------------------------
     @staticmethod
     def _parallel(job: JobSpec) -> bool:
-        return job.sweep is not None and job.sweep.max_parallel > 1
+        return job.sweep is not None and (job.sweep.max_parallel or 1) > 1
 
     def _say(self, message: str) -> None:
         with self._print_lock:
@@ -164,7 +164,7 @@ class LocalBackend:
             if self._parallel(job):
                 assert job.sweep is not None
                 todo = [p for p in planned if p.status == "RUNNING"]
-                with ThreadPoolExecutor(max_workers=job.sweep.max_parallel) as pool:
+                with ThreadPoolExecutor(max_workers=job.sweep.max_parallel or 1) as pool:
                     list(pool.map(lambda p: self._execute(job, host, p, prefix=f"[{p.index}] "), todo))
             else:
                 for plan in planned:
