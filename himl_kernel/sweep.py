@@ -58,7 +58,11 @@ class Sweep:
         primary_metric: the metric that ranks trials (empty: none).
         goal: whether the primary metric should be minimised or maximised.
         max_trials: an upper bound on the number of trials (``None``: all of a grid).
-        max_parallel: how many trials may run at once.
+        max_parallel: how many trials may run at once; ``None`` (the default)
+            leaves it to the backend: AzureML and Amulet let the service run
+            as many as the cluster allows, and the local backend runs one at a
+            time (each trial is a whole training process that would contend
+            for this machine's GPUs and memory; ``--max-parallel N`` opts in).
         seed: the seed of random sampling, so a sweep can be re-drawn identically.
     """
 
@@ -67,7 +71,7 @@ class Sweep:
     primary_metric: str = ""
     goal: Goal = "minimize"
     max_trials: int | None = None
-    max_parallel: int = 1
+    max_parallel: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,7 +81,7 @@ class Sweep:
             raise HimlError(f"sweep sampling must be 'grid' or 'random', got {self.sampling!r}")
         if self.goal not in ("minimize", "maximize"):
             raise HimlError(f"sweep goal must be 'minimize' or 'maximize', got {self.goal!r}")
-        if self.max_parallel < 1:
+        if self.max_parallel is not None and self.max_parallel < 1:
             raise HimlError(f"max_parallel must be at least 1, got {self.max_parallel}")
         if self.max_trials is not None and self.max_trials < 1:
             raise HimlError(f"max_trials must be at least 1, got {self.max_trials}")

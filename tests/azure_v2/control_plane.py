@@ -122,6 +122,13 @@ class FakeEnvironments:
         self.plane = plane
 
     def get(self, name: str, version: str | None = None, label: str | None = None) -> Environment:
+        if label is not None:  # the service knows one label, ``latest``: the highest version
+            if label != "latest":
+                raise ResourceNotFoundError(f"environment {name}@{label} not found")
+            versions = [env for key, env in self.plane.environments.items() if key.split(":")[0] == name]
+            if not versions:
+                raise ResourceNotFoundError(f"environment {name}@latest not found")
+            return max(versions, key=lambda env: int(env.version or 0))
         key = f"{name}:{version}"
         if key not in self.plane.environments:
             raise ResourceNotFoundError(f"environment {key} not found")

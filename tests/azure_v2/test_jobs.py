@@ -73,8 +73,7 @@ def test_crossval_model_with_datasets_on_two_nodes_is_one_sweep_job(
     assert rest["objective"] == {"goal": "minimize", "primaryMetric": "val/loss"}
     assert rest["samplingAlgorithm"] == {"samplingAlgorithmType": "Grid"}
     assert rest["searchSpace"] == {"crossval_index": ["choice", [[0, 1, 2]]]}
-    assert rest["limits"] == {
-        "maxConcurrentTrials": 1,
+    assert rest["limits"] == {  # no maxConcurrentTrials: the service runs as many folds at once as it can
         "maxTotalTrials": 3,
         "timeout": "PT2H",
         "jobLimitsType": "Sweep",
@@ -277,9 +276,26 @@ def test_unknown_cluster_and_unknown_dataset_version_are_one_line_errors(
     from himl_kernel.datasets import DatasetConfig
 
     host = fresh_host(himl_azure_v2.plugin, names=["azure_v2"])
+    # a pinned version that does not exist yet is created at the dataset's datastore path, as hi-ml does
     spec = script_job(project, input_datasets=[DatasetConfig(name="labels", version=7)])
-    with pytest.raises(HimlError, match=r"^dataset 'labels' has no version '?7'? in workspace 'himl-ws'; versions: 2$"):
-        AzureMLBackend().submit(spec, host)
+    AzureMLBackend().submit(spec, host)
+    assert control_plane.created_data == [
+        {
+            "name": "labels",
+            "tags": {},
+            "version": "7",
+            "path": "azureml://datastores/workspaceblobstore/paths/labels/",
+            "properties": {},
+            "type": "uri_folder",
+        }
+    ]
+    said = capsys.readouterr().err
+    assert (
+        "himl: created input data asset labels:7 at azureml://datastores/workspaceblobstore/paths/labels/ "
+        "(version 7 did not exist)\n" in said
+    )
+    rest = control_plane.submitted[-1].rest["properties"]
+    assert rest["inputs"]["INPUT_0"]["uri"] == "azureml:labels:7"
 
 
 def test_random_sweep_with_ranges_and_seeds_ranks_trials_by_the_given_metric(

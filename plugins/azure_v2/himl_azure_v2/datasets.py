@@ -1,8 +1,10 @@
 """Datasets as AzureML ``uri_folder`` data assets.
 
-At submission, every input dataset must be a data asset: a pinned version must
-exist; without a version, the latest is used, and a dataset that has none yet is
-created as version 1 pointing at ``<datastore>/<name>/``. Inside the job, the
+At submission, every input and output dataset is made a data asset before the
+job is sent, as hi-ml's v2 submission does: without a version, the latest is
+used, and a dataset that has none yet is created as version 1 pointing at
+``<datastore>/<name>/``; a pinned version that does not exist yet is created at
+that path with that version (one line says so). Inside the job, the
 folders come from AzureML (see :mod:`himl_azure_v2.injob`). Outside AzureML, an
 input without a ``local_folder`` is downloaded from its datastore into its
 ``target_folder``, or into the cache.
@@ -30,24 +32,23 @@ if TYPE_CHECKING:
 _DATASTORE_PATH = re.compile(r"azureml://datastores/([^/]+)/paths/(.*)$")
 
 
-def find_asset(client: MLClient, dataset: DatasetConfig) -> Data | None:
-    """The data asset for ``dataset`` (its pinned version, else its latest); None when it has none at all.
+def pinned_version(dataset: DatasetConfig) -> str | None:
+    """The version ``dataset`` pins, or None for its latest."""
+    text = "" if dataset.version is None else str(dataset.version).strip()
+    return None if text in ("", "latest") else text
 
-    Raises:
-        HimlError: the pinned version does not exist.
-    """
+
+def find_asset(client: MLClient, dataset: DatasetConfig) -> Data | None:
+    """The data asset for ``dataset`` (its pinned version, else its latest); None when that does not exist."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    if dataset.version is not None and str(dataset.version) not in ("", "latest"):
+    version = pinned_version(dataset)
+    if version is not None:
         try:
-            found: Data = client.data.get(dataset.name, version=str(dataset.version))
+            found: Data = client.data.get(dataset.name, version=version)
             return found
         except ResourceNotFoundError:
-            versions = sorted(str(d.version) for d in client.data.list(name=dataset.name))
-            raise HimlError(
-                f"dataset {dataset.name!r} has no version {dataset.version!r} in workspace {client.workspace_name!r}; "
-                f"versions: {', '.join(versions) if versions else '(none: the dataset does not exist)'}"
-            ) from None
+            return None
     try:
         latest: Data = client.data.get(dataset.name, label="latest")
         return latest
@@ -55,15 +56,34 @@ def find_asset(client: MLClient, dataset: DatasetConfig) -> Data | None:
         return None
 
 
-def ensure_input_assets(client: MLClient, datasets: list[DatasetConfig]) -> None:
-    """Make sure each input dataset is a data asset, creating version 1 of those that are not."""
+def ensure_assets(client: MLClient, datasets: list[DatasetConfig], role: DatasetRole = "input") -> list[str]:
+    """Make each dataset a data asset: the missing ones (or missing pinned versions) are created at
+    ``<datastore>/<name>/``, each with one line; returns ``name:version`` of those created."""
     from azure.ai.ml.entities import Data
 
+    created: list[str] = []
     for dataset in datasets:
-        if find_asset(client, dataset) is None:
-            path = f"azureml://datastores/{dataset.datastore or DEFAULT_DATASTORE}/paths/{dataset.name}/"
-            client.data.create_or_update(Data(name=dataset.name, version="1", type="uri_folder", path=path))
-            print(f"himl: created data asset {dataset.name}:1 at {path}", file=sys.stderr)
+        if not dataset.name:
+            raise HimlError(f"{role} dataset {dataset.label!r} needs a name to be a data asset in an AzureML job")
+        if find_asset(client, dataset) is not None:
+            continue
+        version = pinned_version(dataset) or "1"
+        path = f"azureml://datastores/{dataset.datastore or DEFAULT_DATASTORE}/paths/{dataset.name}/"
+        client.data.create_or_update(Data(name=dataset.name, version=version, type="uri_folder", path=path))
+        why = f"version {version} did not exist" if pinned_version(dataset) else "it did not exist"
+        print(f"himl: created {role} data asset {dataset.name}:{version} at {path} ({why})", file=sys.stderr)
+        created.append(f"{dataset.name}:{version}")
+    return created
+
+
+def ensure_input_assets(client: MLClient, datasets: list[DatasetConfig]) -> list[str]:
+    """Input datasets as data assets (see :func:`ensure_assets`)."""
+    return ensure_assets(client, datasets, "input")
+
+
+def register_output_assets(client: MLClient, datasets: list[DatasetConfig]) -> list[str]:
+    """Output datasets registered as named data assets before the job, as hi-ml's v2 outputs are."""
+    return ensure_assets(client, datasets, "output")
 
 
 def datastore_location(client: MLClient, dataset: DatasetConfig) -> tuple[str, str]:

@@ -92,48 +92,78 @@ def submit_to_azure_if_needed(
     entry_script: str | Path | None = None,
     aml_workspace: Any = None,
     workspace_config_file: str | Path | None = None,
+    ml_client: Any = None,
     snapshot_root_directory: str | Path | None = None,
     script_params: list[str] | None = None,
     conda_environment_file: str | Path | None = None,
-    pip_requirements_file: str | Path | None = None,
+    aml_environment_name: str = "",
     experiment_name: str | None = None,
     environment_variables: dict[str, str] | None = None,
+    pip_extra_index_url: str = "",
+    private_pip_wheel_path: str | Path | None = None,
+    docker_base_image: str = "",
+    docker_shm_size: str = "",
     ignored_folders: Sequence[str | Path] | None = None,
     default_datastore: str = "",
     input_datasets: Sequence[DatasetLike] | None = None,
     output_datasets: Sequence[DatasetLike] | None = None,
     num_nodes: int = 1,
-    processes_per_node: int = 1,
     wait_for_completion: bool = False,
     wait_for_completion_show_output: bool = False,
     max_run_duration: str = "",
     submit_to_azureml: bool | None = None,
     tags: dict[str, str] | None = None,
-    after_submission: Callable[[Any], None] | None = None,
-    docker_base_image: str = "",
-    docker_shm_size: str = "",
-    display_name: str = "",
+    after_submission: Callable[..., None] | None = None,
+    hyperdrive_config: Any = None,
+    hyperparam_args: dict[str, Any] | None = None,
+    strictly_aml_v1: bool = False,
+    identity_based_auth: bool = False,
+    pytorch_processes_per_node_v2: int | None = None,
+    use_mpi_run_for_single_node_jobs: bool = True,
+    display_name: str | None = None,
+    *,
+    pip_requirements_file: str | Path | None = None,
+    processes_per_node: int = 1,
     sweep: Sweep | None = None,
     distribution: str = "auto",
-    strictly_aml_v1: bool = False,
     host: PluginHost | None = None,
     argv: list[str] | None = None,
 ) -> AzureRunInfo:
     """Submit this script to AzureML when asked (``--azureml``), else run it here; inside the job, describe it.
 
-    The arguments are hi-ml's: ``compute_cluster_name`` is the cluster,
-    ``snapshot_root_directory`` the code folder (default: the current folder),
-    ``default_datastore`` the datastore of datasets given by name,
-    ``docker_shm_size`` the job's shared memory, ``max_run_duration`` a
-    duration such as ``"2h"``, ``after_submission`` a function receiving the
-    submitted job's :class:`~himl_kernel.job.Submission`. ``aml_workspace``
-    may be a :class:`~himl_azure_v2.workspace.Workspace`.
+    The arguments are hi-ml's, in hi-ml's order: ``compute_cluster_name`` is
+    the cluster, ``snapshot_root_directory`` the code folder (default: the
+    current folder), ``default_datastore`` the datastore of datasets given by
+    name, ``docker_shm_size`` the job's shared memory, ``max_run_duration`` a
+    duration such as ``"2h"``. ``aml_workspace`` may be a
+    :class:`~himl_azure_v2.workspace.Workspace`, ``ml_client`` an
+    ``azure.ai.ml.MLClient`` (used as it is). ``aml_environment_name`` runs the
+    job in a registered environment (``NAME`` or ``NAME:VERSION``) instead of one
+    made from the conda file; ``pip_extra_index_url`` adds a pip index to the
+    environment and ``private_pip_wheel_path`` a wheel, uploaded to the
+    workspace's blob store. ``hyperparam_args`` is hi-ml's v2 sweep dict (see
+    :func:`himl_kernel.sweep.sweep_from_hi_ml_args`). ``identity_based_auth``
+    runs the job as the submitting user's identity. ``pytorch_processes_per_node_v2``
+    makes a PyTorch-distributed job with that many processes per node; without it a
+    job is MPI with one process per node, a one-node job too unless
+    ``use_mpi_run_for_single_node_jobs=False``. ``after_submission`` receives the
+    submitted job's :class:`~himl_kernel.job.Submission`, or, when it takes two
+    arguments, hi-ml v2's ``(Job, MLClient)``.
+
+    himl's own keywords follow: ``pip_requirements_file``, ``processes_per_node``,
+    ``sweep``, ``distribution`` (``auto``, ``mpi``, ``pytorch``, ``none``), ``host``
+    and ``argv``.
     """
     from himl_kernel.errors import install_one_line_excepthook
 
     install_one_line_excepthook()  # a hi-ml script that does not catch our errors ends with their one line
     if strictly_aml_v1:
         raise HimlError("strictly_aml_v1=True needs the AzureML SDK v1 plugin (himl[azure-v1]), not himl-azure-v2")
+    if hyperdrive_config is not None:
+        raise HimlError(
+            "hyperdrive_config is an SDK v1 HyperDriveConfig; with SDK v2 give hyperparam_args "
+            "(hi-ml's dict: parameter_sampling, sampling_algorithm, primary_metric, goal, max_total_trials)"
+        )
     from himl_kernel.datasets import DatasetConfig
     from himl_kernel.plugins import build_host
 
@@ -151,7 +181,7 @@ def submit_to_azure_if_needed(
             default_datastore=default_datastore,
             tags=tags,
             experiment=experiment_name or "",
-            display_name=display_name,
+            display_name=display_name or "",
             host=host,
             argv=argv,
         )
@@ -161,6 +191,35 @@ def submit_to_azure_if_needed(
         argv[:] = [a for a in argv if a != AZUREML_FLAG]
     inputs = [DatasetConfig.from_value(v, default_datastore) for v in input_datasets or []]
     outputs = [DatasetConfig.from_value(v, default_datastore) for v in output_datasets or []]
+    if pytorch_processes_per_node_v2 is not None:
+        if isinstance(pytorch_processes_per_node_v2, bool) or pytorch_processes_per_node_v2 < 1:
+            raise HimlError(f"pytorch_processes_per_node_v2 must be at least 1, got {pytorch_processes_per_node_v2!r}")
+        processes_per_node, distribution = pytorch_processes_per_node_v2, "pytorch"
+    if hyperparam_args:
+        if sweep is not None:
+            raise HimlError("give either hyperparam_args (hi-ml's sweep dict) or sweep, not both")
+        from himl_kernel.sweep import sweep_from_hi_ml_args
+
+        sweep = sweep_from_hi_ml_args(dict(hyperparam_args))
+    options: dict[str, Any] = {
+        "mpi_single_node": bool(use_mpi_run_for_single_node_jobs),
+        "identity_based_auth": bool(identity_based_auth),
+    }
+    if aml_environment_name:
+        from himl_azure_v2.backend import named_environment_reference
+
+        named_environment_reference(aml_environment_name)  # a bad name fails before anything is staged
+        options["aml_environment"] = aml_environment_name
+    if pip_extra_index_url:
+        from himl_azure_v2.environment import check_index_url
+
+        options["pip_extra_index_url"] = check_index_url(pip_extra_index_url)
+    if private_pip_wheel_path is not None:
+        from himl_azure_v2.environment import private_wheel
+
+        options["private_wheel"] = str(private_wheel(private_pip_wheel_path))
+    if ml_client is not None and aml_workspace is not None:
+        raise HimlError("give either aml_workspace or ml_client, not both")
     job = build_job_spec(
         argv=argv,
         entry_script=entry_script,
@@ -178,24 +237,44 @@ def submit_to_azure_if_needed(
         env_vars=environment_variables,
         tags=tags,
         experiment=experiment_name,
-        display_name=display_name,
+        display_name=display_name or "",
         sweep=sweep,
         max_run_duration_s=_duration(max_run_duration),
         wait=wait_for_completion,
         ignored_folders=ignored_folders,
         distribution=distribution,
         workspace_config=workspace_config_file,
+        options=options,
     )
     from himl_azure_v2.backend import AzureMLBackend
+    from himl_azure_v2.workspace import Workspace
 
-    backend = AzureMLBackend(workspace=aml_workspace)
+    workspace = Workspace.from_client(ml_client) if ml_client is not None else aml_workspace
+    backend = AzureMLBackend(workspace=workspace)
     submission = backend.submit(job, host)
     host.job_submitted(job, submission)
     print(f"himl: submitted to azureml: run {submission.run_id} {submission.url}", file=sys.stderr)
     write_run_recovery_file(submission.run_id)
     if after_submission is not None:
-        after_submission(submission)
+        _call_after_submission(after_submission, submission, backend)
     raise SystemExit(0 if submission.succeeded else (submission.exit_code or 1))
+
+
+def _call_after_submission(callback: Callable[..., None], submission: Any, backend: Any) -> None:
+    """hi-ml v2 calls ``after_submission(job, ml_client)``; a one-argument callback gets himl's Submission."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(callback).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: the one-argument form
+        callback(submission)
+        return
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        client = backend.workspace_for_submitted().client
+        callback(client.jobs.get(submission.run_id), client)
+    else:
+        callback(submission)
 
 
 #: hi-ml's run recovery file: the id of the latest submission, in the folder the script was started from.
@@ -249,6 +328,7 @@ def build_job_spec(
     ignored_folders: Sequence[str | Path] | None,
     distribution: str,
     workspace_config: str | Path | None,
+    options: dict[str, Any] | None = None,
 ) -> JobSpec:
     """The JobSpec hi-ml's arguments describe."""
     from himl_kernel.job import Compute, Entry, Environment, JobSpec
@@ -261,7 +341,7 @@ def build_job_spec(
     except ValueError:
         raise HimlError(f"entry script {str(script)!r} is not inside the snapshot root {str(root)!r}") from None
     ignores = [str(Path(p).as_posix()).rstrip("/") + "/" for p in ignored_folders or []]
-    options: dict[str, Any] = {"distribution": distribution}
+    options = {**(options or {}), "distribution": distribution}
     if workspace_config is not None:
         options["workspace_config"] = str(workspace_config)
     return JobSpec(

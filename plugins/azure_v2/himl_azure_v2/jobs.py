@@ -41,6 +41,8 @@ INPUT_NAME = "INPUT_{}"
 OUTPUT_NAME = "OUTPUT_{}"
 #: Tells the job where datasets with a ``target_folder`` should appear (JSON: input/output name -> folder).
 ENV_TARGET_FOLDERS = "HIML_TARGET_FOLDERS"
+#: Set in jobs submitted with ``identity_based_auth``: code in the job authenticates as that identity.
+ENV_IDENTITY_BASED_AUTH = "HIML_IDENTITY_BASED_AUTH"
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,19 @@ class AzureSettings:
         distribution: ``auto`` picks MPI with one process per node for
             containers (Lightning starts one process per GPU itself) and
             PyTorch with ``processes_per_node`` for scripts.
+        mpi_single_node: a one-node, one-process job is an MPI job too
+            (hi-ml's ``use_mpi_run_for_single_node_jobs``: Kubernetes compute
+            shows GPUs only to distributed jobs).
+        identity_based_auth: the job reaches data with the submitting user's
+            identity (hi-ml's ``identity_based_auth``: a ``UserIdentityConfiguration``).
     """
 
     code: Path
     environment: str
     cluster: str
     distribution: DistributionKind = "auto"
+    mpi_single_node: bool = False
+    identity_based_auth: bool = False
 
 
 def data_asset_reference(dataset: DatasetConfig) -> str:
@@ -99,11 +108,11 @@ def target_folders(spec: JobSpec) -> dict[str, str]:
     return {name: str(folder) for name, folder in wanted.items() if folder is not None}
 
 
-def _distribution(spec: JobSpec, kind: DistributionKind) -> Any:
+def _distribution(spec: JobSpec, kind: DistributionKind, mpi_single_node: bool = False) -> Any:
     from azure.ai.ml import MpiDistribution, PyTorchDistribution
 
     nodes, per_node = spec.compute.num_nodes, spec.compute.processes_per_node
-    if kind == "none" or (kind == "auto" and nodes == 1 and per_node == 1):
+    if kind == "none" or (kind == "auto" and nodes == 1 and per_node == 1 and not mpi_single_node):
         return None
     if kind == "auto":
         # hi-ml: MPI for Lightning containers, and for a script on several nodes with one process each
@@ -113,6 +122,12 @@ def _distribution(spec: JobSpec, kind: DistributionKind) -> Any:
         per_process = 1 if spec.entry.kind == "container" else per_node
         return MpiDistribution(process_count_per_instance=per_process)
     return PyTorchDistribution(process_count_per_instance=per_node)
+
+
+def _user_identity() -> Any:
+    from azure.ai.ml.entities import UserIdentityConfiguration
+
+    return UserIdentityConfiguration()
 
 
 def command_line(spec: JobSpec) -> str:
@@ -164,6 +179,8 @@ def build_azure_job(spec: JobSpec, settings: AzureSettings) -> Job:
         ENV_BACKEND: "azureml",  # inside AzureML, this job is the v2 plugin's (not Amulet's nor the v1 plugin's)
     }
     targets = target_folders(spec)
+    if settings.identity_based_auth:
+        env_vars[ENV_IDENTITY_BASED_AUTH] = "1"  # inside the job, credentials come from that identity
     if targets:
         import json
 
@@ -174,7 +191,7 @@ def build_azure_job(spec: JobSpec, settings: AzureSettings) -> Job:
         environment=settings.environment,
         compute=settings.cluster,
         instance_count=spec.compute.num_nodes,
-        distribution=_distribution(spec, settings.distribution),
+        distribution=_distribution(spec, settings.distribution, settings.mpi_single_node),
         shm_size=spec.environment.shm_size or DEFAULT_SHM_SIZE,
         environment_variables=env_vars or None,
         inputs=inputs or None,
@@ -183,6 +200,7 @@ def build_azure_job(spec: JobSpec, settings: AzureSettings) -> Job:
         experiment_name=spec.experiment,
         display_name=spec.display_name or None,
         timeout=timeout,
+        identity=_user_identity() if settings.identity_based_auth else None,
     )
     if sweep is None:
         job: CommandJob = node._to_job()

@@ -39,6 +39,17 @@ class Workspace:
         """The workspace named by ``config_file``, a ``config.json`` above here, or the ``HIML_*`` variables."""
         return cls(find_workspace_config(config_file))
 
+    @classmethod
+    def from_client(cls, client: MLClient) -> Workspace:
+        """The workspace an ``MLClient`` is connected to (hi-ml's ``ml_client`` argument), using that client."""
+        names = (client.subscription_id, client.resource_group_name, client.workspace_name)
+        if not all(names):
+            raise HimlError("ml_client must be an MLClient for one workspace (subscription, resource group and name)")
+        config = WorkspaceConfig(str(names[0]), str(names[1]), str(names[2]), "the given ml_client")
+        workspace = cls(config, credential=getattr(client, "_credential", None))
+        workspace.__dict__["client"] = client  # the cached client: no second connection is made
+        return workspace
+
     @property
     def credential(self) -> TokenCredential:
         if self._credential is None:
