@@ -191,6 +191,27 @@ def _keep(item: Any) -> Any:
     return item
 
 
+def plan_bags(
+    bags: Sequence[BagSource], options: TilingOptions, *, batch_size: int, workers: int, backend: str | None
+) -> tuple[list[SlidePlan], list[str]]:
+    """The reading plan of each bag, made by ``workers`` loader processes, and one line per bag that failed."""
+    plans: list[SlidePlan] = []
+    failures: list[str] = []
+    for plan in _loader(_Plans(bags, options, backend, batch_size), workers):
+        if plan.error:
+            failures.append(f"{bags[plan.index].slide_id}: {plan.error}")
+        else:
+            plans.append(plan)
+    return plans, failures
+
+
+def read_chunks(
+    bags: Sequence[BagSource], plans: Sequence[SlidePlan], options: TilingOptions, *, workers: int, backend: str | None
+) -> Iterator[Chunk]:
+    """The decoded chunks of ``plans`` in order, read by ``workers`` loader processes (0: this process)."""
+    yield from _loader(_Chunks(bags, plans, options, backend), workers)
+
+
 @dataclass
 class _Pending:
     plan: SlidePlan
@@ -225,13 +246,7 @@ def stream_features(
     if workers < 0:
         raise HimlError(f"encoding workers must be 0 or more, got {workers}")
     bags = list(bags)
-    failures: list[str] = []
-    plans: list[SlidePlan] = []
-    for plan in _loader(_Plans(bags, options, backend, batch_size), workers):
-        if plan.error:
-            failures.append(f"{bags[plan.index].slide_id}: {plan.error}")
-        else:
-            plans.append(plan)
+    plans, failures = plan_bags(bags, options, batch_size=batch_size, workers=workers, backend=backend)
     pending = {plan.index: _Pending(plan, len(plan.chunks)) for plan in plans}
 
     def finish(index: int) -> None:
@@ -254,7 +269,7 @@ def stream_features(
     for index in [i for i, state in pending.items() if state.left == 0]:  # a bag without tiles
         finish(index)
     with torch.no_grad():
-        for chunk in _loader(_Chunks(bags, plans, options, backend), workers):
+        for chunk in read_chunks(bags, plans, options, workers=workers, backend=backend):
             state = pending[chunk.index]
             if chunk.error:
                 state.error = state.error or chunk.error
