@@ -160,3 +160,36 @@ def test_a_slide_that_kills_its_worker_is_recorded_and_the_others_are_tiled(
         "slide_01",
         "slide_02",
     }
+
+
+def test_png_tiles_are_lossless_and_jpeg_quality_is_chosen_and_kept_on_resume(
+    slide_folder: SlideFolder, tmp_path: Path
+) -> None:
+    import numpy as np
+    from himl_cpath.slide import open_slide
+    from PIL import Image
+
+    slide = slide_folder.slides[0]
+    base = ["cpath", "tile", str(slide_folder.table), "--include", slide.path.stem, "--tile-size", "128"]
+    sizes = {}
+    formats = {
+        "png": [],
+        "q40": ["--format", "jpeg", "--jpeg-quality", "40"],
+        "q95": ["--format", "jpeg", "--jpeg-quality", "95"],
+    }
+    for name, extra in formats.items():
+        result = run_himl(*base, "--output", str(tmp_path / name), *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        rows = read_table(tmp_path / name / "dataset.csv")
+        assert rows and all(r["image"].endswith(".png" if name == "png" else ".jpg") for r in rows)
+        sizes[name] = sum((tmp_path / name / r["image"]).stat().st_size for r in rows)
+        with open_slide(slide.path) as reader, Image.open(tmp_path / name / rows[0]["image"]) as image:
+            stored = np.asarray(image.convert("RGB")).astype(int)
+            truth = reader.read_region((int(rows[0]["tile_x"]), int(rows[0]["tile_y"])), 0, (128, 128)).astype(int)
+        error = np.abs(stored - truth).mean()
+        assert error == 0 if name == "png" else 0 < error < 20, (name, error)
+    assert sizes["q40"] < sizes["q95"]
+    again = run_himl(*base, "--output", str(tmp_path / "q40"), "--format", "jpeg", cwd=tmp_path)
+    assert again.returncode == 2 and "jpeg_quality differ" in error_lines(again.stderr)[0]
+    bad = run_himl(*base, "--output", str(tmp_path / "bad"), "--format", "jpeg", "--jpeg-quality", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and error_lines(bad.stderr) == ["himl: error: JPEG quality must be 1 to 100, got 0"]

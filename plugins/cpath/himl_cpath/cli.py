@@ -69,7 +69,7 @@ def _tile(args: argparse.Namespace, host: PluginHost) -> int:
         options,
         processes=args.processes,
         backend=args.backend,
-        write=WriteOptions(image_format=args.format, png_level=args.png_level),
+        write=WriteOptions(image_format=args.format, png_level=args.png_level, jpeg_quality=args.jpeg_quality),
         overwrite=args.overwrite,
         show_progress=True,
     )
@@ -223,7 +223,13 @@ class CpathCommand:
             default=-1,
             help="level the Otsu tissue mask is computed on (default: -1, the lowest)",
         )
-        tile.add_argument("--format", choices=("png", "jpeg"), default="png", help="tile image format (default: png)")
+        tile.add_argument(
+            "--format",
+            choices=("png", "jpeg"),
+            default="png",
+            help="tile image format: png is lossless, jpeg smaller and lossy (default: png)",
+        )
+        tile.add_argument("--jpeg-quality", type=int, default=90, help="quality of jpeg tiles, 1-100 (default: 90)")
         tile.add_argument(
             "--png-level",
             type=int,

@@ -51,6 +51,7 @@ class WriteOptions:
     """How tile images are stored."""
 
     image_format: str = "png"  # png (lossless) or jpeg
+    #: quality of JPEG tiles, 1-100 (libjpeg's scale)
     jpeg_quality: int = 90
     #: zlib level of PNG tiles, 0-9: the pixels are the same at every level; 1 costs about a third of the default 6
     png_level: int = 1
@@ -58,6 +59,8 @@ class WriteOptions:
     def __post_init__(self) -> None:
         if not 0 <= self.png_level <= 9:
             raise HimlError(f"PNG compression level must be 0 to 9, got {self.png_level}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise HimlError(f"JPEG quality must be 1 to 100, got {self.jpeg_quality}")
 
     @property
     def suffix(self) -> str:
@@ -422,6 +425,8 @@ def tile_slides(
     if overwrite and output.exists():
         shutil.rmtree(output)
     settings = {**options.as_dict(), "image_format": write.image_format, "backend": backend or "auto"}
+    if write.image_format == "jpeg":  # lossy: a resumed run must not mix qualities
+        settings["jpeg_quality"] = write.jpeg_quality
     _check_options(output, settings)
     say = progress or (lambda line: None)
     report = TilingReport(output)
