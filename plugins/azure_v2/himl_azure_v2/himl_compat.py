@@ -19,6 +19,7 @@ process exits; inside the AzureML job it returns the job's folders.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -368,3 +369,198 @@ def build_job_spec(
 
 def environment_variables_or_empty(values: dict[str, str] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (values or {}).items()}
+
+
+# --- hi-ml's datastore transfer functions, with hi-ml's signatures --------------------
+
+
+def _workspace_arg(aml_workspace: Any) -> Any:
+    """hi-ml's ``aml_workspace``: a himl Workspace, or an ``MLClient`` (made one)."""
+    if aml_workspace is None:
+        return None
+    from himl_azure_v2.workspace import Workspace
+
+    if isinstance(aml_workspace, Workspace):
+        return aml_workspace
+    if hasattr(aml_workspace, "jobs") and hasattr(aml_workspace, "workspace_name"):
+        return Workspace.from_client(aml_workspace)
+    raise HimlError(
+        "aml_workspace must be a himl_azure_v2 Workspace or an azure.ai.ml MLClient, "
+        f"not {type(aml_workspace).__name__}"
+    )
+
+
+def upload_to_datastore(
+    datastore_name: str,
+    local_data_folder: str | Path,
+    remote_path: str | Path,
+    aml_workspace: Any = None,
+    workspace_config_path: str | Path | None = None,
+    overwrite: bool = False,
+    show_progress: bool = False,
+) -> None:
+    """hi-ml's ``upload_to_datastore``: the files below ``local_data_folder`` go to ``remote_path`` (the folder's
+    own name is not kept: ``foo/bar/1.txt`` with ``remote_path="baz"`` becomes ``baz/1.txt``).
+
+    Existing blobs are kept unless ``overwrite``; ``show_progress`` prints counts, rate and time left.
+    """
+    from himl_azure_v2 import transfer
+
+    folder = Path(local_data_folder)
+    if not folder.is_dir():
+        raise HimlError(f"upload_to_datastore: local_data_folder {str(folder)!r} must be an existing folder")
+    transfer.upload_to_datastore(
+        folder,
+        Path(remote_path).as_posix() if str(remote_path) not in ("", ".") else "",
+        datastore=datastore_name,
+        overwrite=overwrite,
+        show_progress=show_progress,
+        config_file=workspace_config_path,
+        workspace=_workspace_arg(aml_workspace),
+    )
+
+
+def download_from_datastore(
+    datastore_name: str,
+    file_prefix: str,
+    output_folder: str | Path,
+    aml_workspace: Any = None,
+    workspace_config_path: str | Path | None = None,
+    overwrite: bool = False,
+    show_progress: bool = False,
+) -> None:
+    """hi-ml's ``download_from_datastore``: the files at ``file_prefix`` keep their whole datastore path below
+    ``output_folder`` (``foo/bar/1.txt`` for the prefix ``foo/bar`` lands in ``output_folder/foo/bar/1.txt``);
+    a prefix that names one file downloads that file.
+
+    Local files are kept unless ``overwrite``; ``show_progress`` prints counts, rate and time left.
+    """
+    from himl_azure_v2 import transfer
+
+    transfer.download_from_datastore(
+        str(file_prefix),
+        Path(output_folder),
+        datastore=datastore_name,
+        overwrite=overwrite,
+        show_progress=show_progress,
+        config_file=workspace_config_path,
+        workspace=_workspace_arg(aml_workspace),
+        keep_prefix=True,
+    )
+
+
+# --- hi-ml's workspace and run helpers ---------------------------------------------------
+
+
+def get_workspace(aml_workspace: Any = None, workspace_config_path: str | Path | None = None) -> Any:
+    """hi-ml's ``get_workspace``: the given workspace, else the one ``workspace_config_path`` or a ``config.json``
+    above the current folder (or the ``HIML_*`` variables) names, as a :class:`~himl_azure_v2.workspace.Workspace`."""
+    given = _workspace_arg(aml_workspace)
+    if given is not None:
+        return given
+    from himl_azure_v2.workspace import Workspace
+
+    return Workspace.from_config(workspace_config_path)
+
+
+def workspace_tracking_uri(workspace: Any) -> str:
+    """The MLflow tracking URI of an AzureML workspace (where its jobs' metrics and files are)."""
+    return str(workspace.client.workspaces.get(workspace.config.workspace_name).mlflow_tracking_uri)
+
+
+def create_aml_run_object(
+    experiment_name: str,
+    run_name: str | None = None,
+    workspace: Any = None,
+    workspace_config_path: str | Path | None = None,
+    snapshot_directory: str | Path | None = None,
+) -> MlflowRun:
+    """hi-ml's ``create_aml_run_object``: a new run in the workspace's experiment ``experiment_name``, for logging
+    from outside a job (from a VM, a notebook). It is an MLflow run in the workspace's MLflow store; end it
+    with ``complete()``. ``snapshot_directory`` (a v1 code snapshot) has no v2 counterpart and is refused."""
+    if snapshot_directory is not None:
+        raise HimlError("create_aml_run_object: snapshot_directory is an SDK v1 feature; SDK v2 runs carry no code")
+    if not str(experiment_name).strip():
+        raise HimlError("create_aml_run_object: experiment_name must not be empty")
+    from himl_azure_v2.run import MlflowRun
+    from himl_kernel.runstore import RunStore
+
+    ws = get_workspace(workspace, workspace_config_path)
+    store = RunStore(workspace_tracking_uri(ws))
+    created = store.create_run(str(experiment_name), run_name or "", tags={"himl.created_by": "create_aml_run_object"})
+    return MlflowRun(created.run_id, store, ws.studio_url(created.run_id))
+
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9_\-.]{1,256}$")
+
+
+def aggregate_hyperdrive_metrics(
+    child_run_arg_name: str,
+    run_id: str | None = None,
+    run: MlflowRun | None = None,
+    keep_metrics: list[str] | None = None,
+    aml_workspace: Any = None,
+    workspace_config_path: str | Path | None = None,
+) -> Any:
+    """hi-ml's table of a sweep's child-run metrics, for SDK v2 sweeps (and himl's local sweeps).
+
+    A pandas DataFrame with one column per child run, named by the value of its
+    ``child_run_arg_name`` parameter, and one row per metric: its list of values
+    in step order, or the value alone when it was logged once. ``run`` is the
+    sweep's run object (``run_info.run``); ``run_id`` a sweep job's name, read
+    from the workspace's MLflow store. ``keep_metrics`` keeps only those rows.
+    """
+    import importlib
+
+    from himl_kernel.runstore import PARENT_TAG, RunStore
+
+    pd: Any = importlib.import_module("pandas")  # mlflow's own dependency; untyped
+
+    if (run is None) == (run_id is None):
+        raise HimlError("aggregate_hyperdrive_metrics: give exactly one of run_id and run")
+    if run is not None:
+        store, parent = run._store, run.id
+    else:
+        assert run_id is not None
+        if not _RUN_ID.match(run_id):
+            raise HimlError(f"aggregate_hyperdrive_metrics: run_id {run_id!r} is not a run id")
+        store, parent = RunStore(workspace_tracking_uri(get_workspace(aml_workspace, workspace_config_path))), run_id
+    client = store.client
+    try:
+        experiment = client.get_run(parent).info.experiment_id
+    except Exception:
+        raise HimlError(f"aggregate_hyperdrive_metrics: run {parent!r} does not exist in {store.display_uri}") from None
+    children = client.search_runs([experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'", max_results=10_000)
+    if not children:
+        raise HimlError(f"aggregate_hyperdrive_metrics: run {parent!r} has no child runs (is it a sweep?)")
+    columns: dict[Any, dict[str, Any]] = {}
+    for child in children:
+        value = child.data.params.get(child_run_arg_name)
+        if value is None:
+            raise HimlError(
+                f"aggregate_hyperdrive_metrics: child run {child.info.run_id} has no parameter {child_run_arg_name!r}; "
+                f"it has {sorted(child.data.params) or '(none)'}"
+            )
+        key: Any = int(value) if value.lstrip("-").isdigit() else value
+        metrics: dict[str, Any] = {}
+        for name in sorted(child.data.metrics):
+            if keep_metrics is not None and name not in keep_metrics:
+                continue
+            history = sorted(client.get_metric_history(child.info.run_id, name), key=lambda m: (m.step, m.timestamp))
+            values = [m.value for m in history]
+            metrics[name] = values[0] if len(values) == 1 else values
+        columns[key] = metrics
+    ordered = dict(sorted(columns.items(), key=lambda item: (isinstance(item[0], str), item[0])))
+    return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in ordered.items()})
+
+
+def run_context() -> Any:
+    """hi-ml's ``RUN_CONTEXT``: the current run (inside an AzureML job, or a himl run here); outside any run,
+    an offline run whose ``log`` prints the value, as azureml-core's offline run did."""
+    from himl_azure_v2.run import MlflowRun, OfflineRun
+    from himl_kernel.plugins import build_host
+
+    info = build_host().detect_run()
+    if info is None or not info.run_id:
+        return OfflineRun()
+    return MlflowRun.for_run_info(info)

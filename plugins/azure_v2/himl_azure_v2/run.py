@@ -216,3 +216,38 @@ class MlflowRun:
     def _next_step(self, key: str) -> int:
         history = self._store.metric_history(self._id, key)
         return max((step for step, _ in history), default=-1) + 1
+
+
+class OfflineRun:
+    """hi-ml's ``RUN_CONTEXT`` outside any run: metrics and tags are printed, files are not kept (one line says so)."""
+
+    def __init__(self) -> None:
+        import uuid
+
+        self._id = f"OfflineRun_{uuid.uuid4()}"
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def get_portal_url(self) -> str:
+        return ""
+
+    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
+        at = "" if step is None else f" (step {step})"
+        print(f"himl: offline run: {name} = {_number(name, value)}{at}")
+
+    def log_list(self, name: str, value: Sequence[Any], description: str = "") -> None:
+        print(f"himl: offline run: {name} = {[_number(name, v) for v in value]}")
+
+    def tag(self, key: str, value: str | None = None) -> None:
+        print(f"himl: offline run: tag {key} = {value or ''}")
+
+    def upload_file(self, name: str, path_or_stream: Any, datastore_name: str | None = None) -> None:
+        print(f"himl: offline run: {name} is not kept (no run to keep it in)")
+
+    def upload_folder(self, name: str, path: str | Path, datastore_name: str | None = None) -> None:
+        print(f"himl: offline run: {name} is not kept (no run to keep it in)")
+
+    def flush(self) -> None:
+        """Nothing is buffered."""

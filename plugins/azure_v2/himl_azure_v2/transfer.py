@@ -269,19 +269,28 @@ def download_folder(
     max_workers: int = 8,
     show_progress: bool = True,
     progress: ProgressCallback | None = None,
+    keep_prefix: bool = False,
 ) -> TransferReport:
-    """Download the blobs below ``remote_folder`` into ``local_folder``, keeping their relative paths."""
+    """Download the blobs below ``remote_folder`` into ``local_folder``, keeping their relative paths.
+
+    With ``keep_prefix`` (hi-ml's layout) each blob keeps its whole name below
+    ``local_folder`` (``foo/bar/1.txt`` for the prefix ``foo/bar``), and a
+    prefix that names one blob downloads that file.
+    """
     started = time.monotonic()
     prefix = _clean_prefix(remote_folder)
     target = Path(local_folder).expanduser()
     blobs = [b for b in container.list_blobs(name_starts_with=prefix or None) if not b.name.endswith("/")]
+    if keep_prefix and not blobs and prefix:
+        single = prefix.rstrip("/")
+        blobs = [b for b in container.list_blobs(name_starts_with=single) if b.name == single]
     if not blobs:
         raise HimlError(f"download: nothing found at {container.container_name}/{prefix}")
     report = TransferReport("download")
     jobs: list[tuple[str, Callable[[], int]]] = []
 
     for blob in blobs:
-        rel = blob.name[len(prefix) :]
+        rel = blob.name if keep_prefix else blob.name[len(prefix) :]
         if ".." in PurePosixPath(rel).parts:
             raise HimlError(f"download: blob name {blob.name!r} would land outside {str(target)!r}")
         local = target / rel
@@ -369,11 +378,13 @@ def download_from_datastore(
     workspace: Workspace | None = None,
     retries: int = 3,
     progress: ProgressCallback | None = None,
+    keep_prefix: bool = False,
 ) -> TransferReport:
     """Download ``remote_folder`` of a datastore into a local folder.
 
     Arguments as for :func:`upload_to_datastore`; ``overwrite`` replaces local
-    files whose MD5 differs from the blob's.
+    files whose MD5 differs from the blob's; ``keep_prefix`` keeps hi-ml's
+    layout (see :func:`download_folder`).
     """
     container = _container(workspace, datastore, config_file, retries)
     report = download_folder(
@@ -384,6 +395,7 @@ def download_from_datastore(
         max_workers=max_workers,
         show_progress=show_progress,
         progress=progress,
+        keep_prefix=keep_prefix,
     )
     if show_progress:
         print(f"himl: {report.summary()}", file=sys.stderr)
