@@ -18,6 +18,9 @@ for several classes). The test writes to the run's outputs folder:
   prob_0 ... prob_{C-1}, tile_x, tile_y (level-0 top-left), right, bottom
   (level-0 bottom-right; only for tiles cut at level 0, whose level-0 size is
   known without the slide), attention. ``himl cpath dsa-upload`` reads it.
+  With ``--bag_level patient`` a bag is a patient: ``slide_id`` is the
+  patient id, ``tile_slide`` names each tile's slide, and the figures are
+  the curves and the confusion matrix (attention figures are per slide).
 - ``test_confusion_matrix.csv``: rows are the true class, columns the predicted one.
 """
 
@@ -34,9 +37,15 @@ from pydantic import Field, PrivateAttr, model_validator
 from torch import Tensor, nn
 from typing_extensions import override
 
-from himl_cpath.deepmil_data import DeepMILDataModule, class_indices, split_slides
+from himl_cpath.deepmil_data import DeepMILDataModule, class_indices, patient_bag_groups, split_slides
 from himl_cpath.encoders import TileEncoder, create_encoder
-from himl_cpath.mil_figures import confusion_matrix, slide_scores, write_figures
+from himl_cpath.mil_figures import (
+    confusion_matrix,
+    slide_scores,
+    write_confusion_matrix,
+    write_curves,
+    write_figures,
+)
 from himl_cpath.pooling import create_pooling
 from himl_cpath.slide_table import BagSource, SlideRecord, TileFileBag
 from himl_cpath.tiling import TilingOptions
@@ -165,8 +174,11 @@ class DeepMILModule(LightningModule):
             shown = probs[1] if self.num_classes == 2 else probs[int(predictions[row])]
             xs, ys = batch["tile_x"][row][real].tolist(), batch["tile_y"][row][real].tolist()
             indices = batch["tile_index"][row][real].tolist() if "tile_index" in batch else [-1] * len(xs)
+            origins = batch["tile_slide"][row] if "tile_slide" in batch else None  # patient-level bags
             extent = int(batch["extent"][row]) if "extent" in batch else -1
-            for x, y, index, weight in zip(xs, ys, indices, attention[row][real].tolist(), strict=True):
+            for tile, (x, y, index, weight) in enumerate(
+                zip(xs, ys, indices, attention[row][real].tolist(), strict=True)
+            ):
                 known = extent > 0 and x >= 0 and y >= 0
                 self._rows.append(
                     {
@@ -182,6 +194,7 @@ class DeepMILModule(LightningModule):
                         "right": x + extent if known else "",
                         "bottom": y + extent if known else "",
                         "attention": weight,
+                        **({"tile_slide": origins[tile]} if origins is not None else {}),
                     }
                 )
 
@@ -289,7 +302,12 @@ class DeepMIL(LightningContainer):
     tile_level: int = Field(0, ge=0, description="pyramid level the tiles are cut at")
     tile_overlap: int = Field(0, ge=0, description="pixels neighbouring tiles share")
     min_occupancy: float = Field(0.5, ge=0, le=1, description="least share of tissue in a kept tile")
-    max_bag_size: int = Field(0, ge=0, description="tiles drawn per slide in training; 0: all")
+    bag_level: Literal["slide", "patient"] = Field(
+        "slide",
+        description="what a bag is: a slide, or a patient (all tiles of the slides sharing a patient_id; "
+        "their labels must agree; needs the feature cache)",
+    )
+    max_bag_size: int = Field(0, ge=0, description="tiles drawn per bag in training; 0: all")
     max_bag_size_inference: int = Field(0, ge=0, description="tiles per slide in validation and test; 0: all")
     batch_size: int = Field(4, ge=1, description="slides per batch")
     num_workers: int = Field(0, ge=0, description="loader processes reading tiles for a tuned encoder (0: in-process)")
@@ -372,7 +390,11 @@ class DeepMIL(LightningContainer):
             if isinstance(bag, TileFileBag) and 0 <= int(row["tile_index"]) < len(bag.images):
                 row["image"] = str(bag.root / bag.images[int(row["tile_index"])])
         write_test_outputs(folder, rows, matrix)
-        if self.figures:
+        if self.figures and self.bag_level == "patient":  # attention figures are drawn per slide
+            per_patient = slide_scores(rows, self.num_classes)
+            write_curves(folder, per_patient, self.num_classes)
+            write_confusion_matrix(folder, per_patient, self.num_classes)
+        elif self.figures:
             write_figures(
                 folder,
                 rows,
@@ -432,6 +454,10 @@ class DeepMIL(LightningContainer):
             crossval_count=self.crossval_count,
             crossval_index=self.crossval_index,
         )
+        if self.bag_level == "patient":  # before any encoding: a patient whose slides disagree is one line now
+            if self.tune_encoder:
+                raise HimlError("--bag_level patient needs the feature cache (a frozen encoder): drop --tune_encoder")
+            patient_bag_groups(slides)
         folder: Path | None = None
         prepare = None
         if not self.tune_encoder:
@@ -467,6 +493,7 @@ class DeepMIL(LightningContainer):
             seed=self.effective_random_seed,
             backend=self.slide_backend,
             num_workers=self.num_workers,
+            patient_bags=self.bag_level == "patient",
         )
 
 

@@ -9,6 +9,10 @@ rows of a tiles dataset, such as TCGA-CRCk's, that share a slide id).
 :func:`collate_bags` pads the bags of a batch to the longest one and adds a
 ``mask`` (True for real tiles), which is what the pooling layers take.
 
+With ``patient_bags`` a bag is a patient instead: every cached tile of all
+of the patient's slides (:class:`PatientBags`), whose slides must share one
+label; slides without a ``patient_id`` stay bags of their own.
+
 In training a bag of more than ``max_bag_size`` tiles gets a new random
 subset of them each epoch, drawn from torch's generator (which Lightning
 seeds); in validation and test the subset is fixed by the seed.
@@ -219,6 +223,64 @@ class FeatureBags(Dataset[dict[str, Any]]):
         }
 
 
+def patient_bag_groups(slides: Sequence[LabelledSlide]) -> list[list[int]]:
+    """Indices of ``slides`` grouped by patient, for patient-level bags; a patient's slides must share a label.
+
+    A slide without a ``patient_id`` is a bag of its own.
+    """
+    position = {id(slide): index for index, slide in enumerate(slides)}
+    groups = []
+    for group in patient_groups(slides):
+        labels = {slide.label for slide in group}
+        if len(labels) > 1:
+            shown = ", ".join(f"{slide.record.slide_id} ({slide.label})" for slide in group)
+            raise HimlError(
+                f"patient {group[0].record.patient_id}: its slides have different labels, so they cannot form "
+                f"one patient-level bag: {shown}"
+            )
+        groups.append([position[id(slide)] for slide in group])
+    return groups
+
+
+class PatientBags(Dataset[dict[str, Any]]):
+    """Bags of every cached tile of a patient's slides (patient-level bags), from per-slide :class:`FeatureBags`.
+
+    The bag's ``slide_id`` is the patient id (a slide's own id when it has
+    none); ``tile_slide`` names the slide of each tile, whose ``tile_x`` and
+    ``tile_y`` are that slide's level-0 coordinates and ``tile_index`` its
+    place in that slide's entry. In training, at most ``max_bag_size`` tiles
+    of the whole patient are drawn at random each time.
+    """
+
+    def __init__(self, slides: FeatureBags, max_bag_size: int = 0) -> None:
+        self.slides = slides
+        self.max_bag_size = max_bag_size
+        self.groups = patient_bag_groups(slides.slides)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        members = [self.slides.bag(i) for i in self.groups[index]]
+        first = self.slides.slides[self.groups[index][0]]
+        features = torch.cat([bag.features for bag in members])
+        names = [bag.slide_id for bag in members for _ in range(len(bag.features))]
+        chosen = torch.arange(len(features))
+        if 0 < self.max_bag_size < len(chosen):
+            chosen = torch.randperm(len(chosen))[: self.max_bag_size].sort().values
+        extents = {bag.extent for bag in members}
+        return {
+            "slide_id": first.record.patient_id or first.record.slide_id,
+            "label": first.label,
+            "features": features[chosen],
+            "tile_x": torch.cat([bag.tile_x for bag in members])[chosen],
+            "tile_y": torch.cat([bag.tile_y for bag in members])[chosen],
+            "tile_index": torch.cat([torch.arange(len(bag.features)) for bag in members])[chosen],
+            "tile_slide": [names[i] for i in chosen.tolist()],
+            "extent": extents.pop() if len(extents) == 1 else -1,
+        }
+
+
 def _random_generator() -> np.random.Generator:
     """A numpy generator seeded from torch's, so that Lightning's seeding (and each loader worker's) applies."""
     return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
@@ -320,6 +382,7 @@ def collate_bags(items: list[dict[str, Any]]) -> dict[str, Any]:
         "tile_x": pad("tile_x"),
         "tile_y": pad("tile_y"),
         **({"tile_index": pad("tile_index")} if "tile_index" in items[0] else {}),
+        **({"tile_slide": [item["tile_slide"] for item in items]} if "tile_slide" in items[0] else {}),
         "extent": torch.tensor([int(item.get("extent", -1)) for item in items], dtype=torch.int64),
         "mask": mask,
     }
@@ -341,8 +404,12 @@ class DeepMILDataModule(LightningDataModule):
         seed: int = 0,
         backend: str | None = None,
         num_workers: int = 0,
+        patient_bags: bool = False,
     ) -> None:
         super().__init__()
+        if patient_bags and feature_cache is None:
+            raise HimlError("patient-level bags need the feature cache (a frozen encoder): drop --tune_encoder")
+        self.patient_bags = patient_bags
         self.splits = splits
         self.num_workers = num_workers
         self.options = options
@@ -366,7 +433,10 @@ class DeepMILDataModule(LightningDataModule):
             size = self.max_bag_size if split == "train" else self.max_bag_size_inference
             slides = self.splits.of(split)
             if self.feature_cache is not None:
-                self.datasets[split] = FeatureBags(self.feature_cache, slides, size)
+                if self.patient_bags:
+                    self.datasets[split] = PatientBags(FeatureBags(self.feature_cache, slides), size)
+                else:
+                    self.datasets[split] = FeatureBags(self.feature_cache, slides, size)
             else:
                 self.datasets[split] = ImageBags(
                     slides, self.options, size, self.seed, self.backend, resample=split == "train"
