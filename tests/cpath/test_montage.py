@@ -109,3 +109,38 @@ def test_montage_captions_are_legible_and_right_under_their_thumbnail(
         # the caption stays within its own cell, even the over-long id
         outside = pixels[top + cell : top + cell + CAPTION_HEIGHT, left + cell : left + cell + MARGIN]
         assert not (outside < 100).all(axis=2).any()
+
+
+def test_montage_takes_hi_ml_create_montage_flags(slide_folder: SlideFolder, tmp_path: Path) -> None:
+    from tests.conftest import error_lines
+
+    include, exclude = tmp_path / "include.txt", tmp_path / "exclude.txt"
+    include.write_text("slide_01\nslide_02\nslide_03\nslide_11\n", encoding="utf-8")
+    exclude.write_text("slide_02\n", encoding="utf-8")
+    # --dataset FOLDER without a pattern reads the folder's dataset.csv, as hi-ml does
+    result = run_himl(
+        "cpath", "montage", "--dataset", str(slide_folder.folder), "--include_by_slide_id", str(include),
+        "--exclude_by_slide_id", str(exclude), "--parallel", "2", "--backend", "openslide", "--level", "1",
+        "--width", "300", "--output_path", str(tmp_path / "one"), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "montage of 2 slides" in result.stdout and "slide_11" in result.stderr  # 01 and 03; 11 is corrupt
+    with Image.open(tmp_path / "one" / "montage.png") as image:
+        assert image.width == 300
+    globbed = run_himl(
+        "cpath", "montage", "--dataset", str(slide_folder.folder), "--image_glob_pattern", "slide_0[0-4].svs",
+        "--width", "200", "--output_path", str(tmp_path / "two"), cwd=tmp_path,
+    )  # fmt: skip
+    assert globbed.returncode == 0, globbed.stderr
+    assert "montage of 5 slides" in globbed.stdout and (tmp_path / "two" / "montage.jpg").is_file()
+
+    for flag in ("--cluster", "--conda_env", "--datastore"):
+        refused = run_himl("cpath", "montage", "--dataset", str(slide_folder.folder), flag, "x", cwd=tmp_path)
+        lines = error_lines(refused.stderr)
+        assert refused.returncode == 2 and len(lines) == 1, refused.stderr
+        assert (
+            f"montage {flag}: this command runs here only" in lines[0] and "himl submit --module himl_cpath" in lines[0]
+        )
+    both = run_himl("cpath", "montage", str(slide_folder.folder), "--dataset", str(slide_folder.folder), cwd=tmp_path)
+    assert both.returncode == 2 and "give the slides once, as SOURCE or as --dataset" in error_lines(both.stderr)[0]
+    assert not list(tmp_path.glob("montage.*"))  # nothing written by the refused runs

@@ -19,8 +19,12 @@ if TYPE_CHECKING:
     from himl_kernel.plugins import PluginHost
 
 
-def _add_slide_source(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", type=Path, help="a folder of slides, or a dataset.csv (image, slide_id, label, mask)")
+def _add_slide_source(parser: argparse.ArgumentParser, *, optional: bool = False) -> None:
+    what = "a folder of slides, or a dataset.csv (image, slide_id, label, mask)"
+    if optional:  # hi-ml's scripts name it with --dataset instead
+        parser.add_argument("source", type=Path, nargs="?", default=None, help=f"{what}; or give --dataset")
+    else:
+        parser.add_argument("source", type=Path, help=what)
     parser.add_argument("--glob", default="", help="file pattern inside a folder, e.g. '*.svs' or '**/*.tiff'")
     parser.add_argument(
         "--include", action="append", default=[], metavar="IDS", help="only these slide ids (comma list or @file)"
@@ -92,9 +96,35 @@ def _job_outputs(host: PluginHost) -> Path | None:
     return Path(run.output_folder) if run is not None else None
 
 
+#: hi-ml's create_montage.py flags that send the work to AzureML, and this plugin's spelling of each
+_AZURE_FLAGS = {"cluster": "--cluster", "conda_env": "--conda_env", "datastore": "--datastore"}
+
+
+def _montage_source(args: argparse.Namespace) -> None:
+    """``args.source`` from the positional folder or hi-ml's ``--dataset`` (a folder means its dataset.csv)."""
+    given = [name for name, value in (("SOURCE", args.source), ("--dataset", args.dataset)) if value is not None]
+    if len(given) != 1:
+        raise HimlError(
+            "himl cpath montage: give the slides once, as SOURCE or as --dataset"
+            + (f" (got both {args.source} and {args.dataset})" if len(given) == 2 else "")
+        )
+    if args.dataset is not None:
+        table = args.dataset / "dataset.csv"
+        # as hi-ml's create_montage.py: a folder without a pattern is read through its dataset.csv
+        args.source = table if args.dataset.is_dir() and not args.glob and table.is_file() else args.dataset
+
+
 def _montage(args: argparse.Namespace, host: PluginHost) -> int:
     from himl_cpath.montage import make_montage
 
+    azure = [flag for dest, flag in _AZURE_FLAGS.items() if getattr(args, f"azure_{dest}") is not None]
+    if azure:
+        raise HimlError(
+            f"himl cpath montage {' '.join(azure)}: this command runs here only; to run it in AzureML use "
+            "himl submit --module himl_cpath --compute azureml --cluster NAME [--conda-file environment.yml] "
+            "[--input-dataset DATASET] -- montage SOURCE --output outputs"
+        )
+    _montage_source(args)
     output = args.output or _job_outputs(host) or Path(".")
     result = make_montage(
         _slides(args),
@@ -197,6 +227,11 @@ def _info(args: argparse.Namespace, host: PluginHost) -> int:
     return 0
 
 
+def _id_file(value: str) -> str:
+    """hi-ml's id-list file as this plugin's ``@FILE`` id list."""
+    return f"@{value}"
+
+
 class CpathCommand:
     """``himl cpath SUBCOMMAND``."""
 
@@ -239,15 +274,52 @@ class CpathCommand:
         tile.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
         tile.set_defaults(handler=_tile)
 
-        montage = sub.add_parser("montage", help="one picture of many slides: montage.png and montage.jpg")
-        _add_slide_source(montage)
+        montage = sub.add_parser(
+            "montage",
+            help="one picture of many slides: montage.png and montage.jpg",
+            description="One picture of many slides. hi-ml's create_montage.py flags are accepted too: --dataset, "
+            "--image_glob_pattern, --output_path, --include_by_slide_id, --exclude_by_slide_id, --parallel.",
+        )
+        _add_slide_source(montage, optional=True)
         montage.add_argument(
-            "--output", type=Path, default=None, help="folder for montage.png/.jpg (default: the job's outputs, or .)"
+            "--output",
+            "--output_path",
+            type=Path,
+            default=None,
+            help="folder for montage.png/.jpg (default: the job's outputs, or .)",
         )
         montage.add_argument(
             "--level", type=int, default=-1, help="pyramid level to read; negative counts from the lowest (default: -1)"
         )
         montage.add_argument("--width", type=int, default=1000, help="montage width in pixels (default: 1000)")
+        hi_ml = montage.add_argument_group("hi-ml's create_montage.py spellings")
+        hi_ml.add_argument(
+            "--dataset",
+            type=Path,
+            default=None,
+            help="the slides: a folder (read through its dataset.csv "
+            "when it has one and no pattern is given) or a dataset.csv",
+        )
+        hi_ml.add_argument("--image_glob_pattern", dest="glob", help="as --glob")
+        hi_ml.add_argument(
+            "--include_by_slide_id",
+            dest="include",
+            action="append",
+            type=_id_file,
+            metavar="FILE",
+            help="a file of slide ids, one a line, to show only",
+        )
+        hi_ml.add_argument(
+            "--exclude_by_slide_id",
+            dest="exclude",
+            action="append",
+            type=_id_file,
+            metavar="FILE",
+            help="a file of slide ids, one a line, to leave out",
+        )
+        hi_ml.add_argument("--parallel", dest="processes", type=int, help="as --processes")
+        for dest, flag in _AZURE_FLAGS.items():
+            hi_ml.add_argument(flag, dest=f"azure_{dest}", default=None, help="refused: use himl submit (see above)")
         montage.set_defaults(handler=_montage)
 
         dsa = sub.add_parser("dsa-upload", help="upload tile attention as annotations to a Digital Slide Archive")
