@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,6 +16,7 @@ from himl_amulet.injob import is_amulet_job, run_info_from_environ
 from himl_amulet.schema import validate_config
 
 from himl_kernel.errors import HimlError
+from himl_kernel.version import __version__
 
 from ..conftest import HIML, error_lines
 
@@ -57,16 +59,23 @@ def _himl(
     return subprocess.run([HIML, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _dry_run(tmp_path: Path, *args: str, command: tuple[str, ...] = ("run",)) -> dict[str, object]:
+GOLDEN = Path(__file__).with_name("golden")
+
+
+def _dry_run(tmp_path: Path, *args: str, command: tuple[str, ...] = ("run",), golden: str = "") -> dict[str, Any]:
     done = _himl(*command, "--compute", "amulet", "--amulet-target", "vc1", "--dry-run", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     document = yaml.safe_load(done.stdout)
     validate_config(document)  # what is printed passes the plugin's own schema
+    if golden:
+        # The whole configuration, as reviewed in tests/amulet/golden (the version is the only moving part).
+        expected = (GOLDEN / golden).read_text().replace("{version}", __version__)
+        assert document == yaml.safe_load(expected)
     return document
 
 
 def test_one_node_gpu_job(tmp_path: Path) -> None:
-    document = _dry_run(tmp_path, "--model", "HelloWorld", "--amulet-gpus", "1")
+    document = _dry_run(tmp_path, "--model", "HelloWorld", "--amulet-gpus", "1", golden="one_node_gpu.yaml")
     assert document["target"] == {"service": "sing", "name": "vc1"}
     assert document["code"] == {"local_dir": "$CONFIG_DIR"}
     (job,) = document["jobs"]
@@ -76,7 +85,9 @@ def test_one_node_gpu_job(tmp_path: Path) -> None:
 
 
 def test_two_node_job_uses_the_env_defaults_sku(tmp_path: Path) -> None:
-    document = _dry_run(tmp_path, "--model", "HelloWorld", "--num_nodes", "2", "--amulet-gpus", "4")
+    document = _dry_run(
+        tmp_path, "--model", "HelloWorld", "--num_nodes", "2", "--amulet-gpus", "4", golden="two_nodes.yaml"
+    )
     assert document["env_defaults"] == {"NODES": 2, "GPUS": 4, "MEM": 32}
     (job,) = document["jobs"]
     assert job["sku"] == "${NODES}x${MEM}G${GPUS}" and job["process_count_per_node"] == 0
@@ -85,14 +96,20 @@ def test_two_node_job_uses_the_env_defaults_sku(tmp_path: Path) -> None:
 def test_script_job_with_pip_requirements(tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text("print('hi')\n")
     (tmp_path / "requirements.txt").write_text("numpy\n")
-    document = _dry_run(tmp_path, "--pip-requirements", "requirements.txt", command=("submit", "train.py"))
+    document = _dry_run(
+        tmp_path, "--pip-requirements", "requirements.txt", command=("submit", "train.py"), golden="script_pip.yaml"
+    )
     (job,) = document["jobs"]
     assert job["command"] == ["python train.py"] and "process_count_per_node" not in job
-    assert document["environment"]["setup"] == ["pip install -r requirements.txt"]
+    # The default image has no himl, and the requirements do not name it: a setup command installs it.
+    assert document["environment"]["setup"] == [
+        "pip install -r requirements.txt",
+        f"pip install 'himl[amulet]=={__version__}'",
+    ]
 
 
 def test_crossvalidation_becomes_a_grid_search(tmp_path: Path) -> None:
-    document = _dry_run(tmp_path, "--model", "HelloWorld", "--crossval_count", "3")
+    document = _dry_run(tmp_path, "--model", "HelloWorld", "--crossval_count", "3", golden="crossval_search.yaml")
     search = document["search"]
     assert search["type"] == "grid" and search["max_trials"] == 3
     assert search["params"] == [{"name": "crossval_index", "spec": "discrete", "values": [0, 1, 2]}]
@@ -192,3 +209,38 @@ def test_an_amulet_job_is_claimed_by_amulet_and_not_by_azureml(tmp_path: Path) -
     detected = build_host().detect_run(environ)
     assert detected is not None and detected.backend == "amulet"
     assert not is_amulet_job({**environ, "HIML_BACKEND": "azureml"})  # another backend's job, even on AzureML
+
+
+def test_a_base_image_without_himl_is_one_warning_naming_the_setup_command(tmp_path: Path) -> None:
+    args = ("run", "--model", "HelloWorld", "--compute", "amulet", "--amulet-target", "vc1", "--dry-run")
+    done = _himl(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (warning,) = [line for line in done.stderr.splitlines() if "does not contain himl" in line]
+    assert f"setup command: pip install 'himl[amulet]=={__version__}'" in warning
+    assert yaml.safe_load(done.stdout)["environment"]["setup"] == [f"pip install 'himl[amulet]=={__version__}'"]
+
+
+def test_an_image_of_ones_own_or_requirements_naming_himl_add_no_setup(tmp_path: Path) -> None:
+    from himl_amulet.config import AmuletSettings, build_config, himl_setup
+
+    from himl_kernel.job import Compute, Entry, Environment, JobSpec
+    from himl_kernel.snapshot import Snapshot
+
+    def job(**environment: Any) -> JobSpec:
+        return JobSpec(
+            entry=Entry("script", "train.py"),
+            snapshot=Snapshot(tmp_path),
+            environment=Environment(**environment),
+            compute=Compute(backend="amulet"),
+        )
+
+    settings = AmuletSettings(target="vc1")
+    assert himl_setup(job()) == f"pip install 'himl[amulet]=={__version__}'"  # the default image
+    own = build_config(job(docker_image="myregistry.io/himl-train:3"), settings)
+    assert "setup" not in own["environment"]  # an image of the user's own is taken to hold himl
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy\nhiml[cpath]==0.1.0\n")
+    named = build_config(job(pip_requirements=requirements), settings)
+    assert named["environment"]["setup"] == ["pip install -r requirements.txt"]
+    requirements.write_text("numpy\nhiml-tools\n")  # another distribution whose name starts with himl
+    assert himl_setup(job(pip_requirements=requirements)) is not None

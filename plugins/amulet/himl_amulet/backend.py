@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from himl_amulet.amlt import INSTALL_HINT, find_amlt
-from himl_amulet.config import BACKEND, CONFIG_NAME, AmuletSettings, build_config, config_yaml
+from himl_amulet.config import BACKEND, CONFIG_NAME, AmuletSettings, build_config, config_yaml, himl_setup
 from himl_kernel.atomic import atomic_write_text
 from himl_kernel.errors import HimlError
 from himl_kernel.job import Submission
@@ -22,6 +22,19 @@ from himl_kernel.job import Submission
 if TYPE_CHECKING:
     from himl_kernel.contracts import Host
     from himl_kernel.job import JobSpec
+
+
+def warn_if_image_lacks_himl(job: JobSpec) -> None:
+    """One line when the job's image has no himl, saying which setup command the configuration gained."""
+    install = himl_setup(job)
+    if install is not None:
+        image = job.environment.docker_image or "the default image"
+        print(
+            f"himl: warning: {image} does not contain himl; the Amulet configuration installs it with the "
+            f"setup command: {install} (name himl in --pip-requirements / --conda-file, or use an image with it, "
+            "to choose how)",
+            file=sys.stderr,
+        )
 
 
 def run_arguments(job: JobSpec, settings: AmuletSettings) -> list[str]:
@@ -35,6 +48,7 @@ class AmuletBackend:
     def render(self, job: JobSpec, host: Host) -> str:
         settings = AmuletSettings.of(job)
         document = build_config(job, settings)
+        warn_if_image_lacks_himl(job)
         header = (
             f"# Amulet configuration; himl writes it as {job.snapshot.root / CONFIG_NAME} and runs, there:\n"
             f"#   amlt {shlex.join(run_arguments(job, settings))}\n"
@@ -44,6 +58,7 @@ class AmuletBackend:
     def submit(self, job: JobSpec, host: Host) -> Submission:
         settings = AmuletSettings.of(job)
         document = build_config(job, settings)
+        warn_if_image_lacks_himl(job)
         path = job.snapshot.root / CONFIG_NAME
         try:
             atomic_write_text(path, config_yaml(document))

@@ -7,7 +7,8 @@ relative to it.
 
 - The image is the JobSpec's docker image (a CUDA image with MPI by default),
   with the conda file as ``conda_yaml_file`` and pip requirements installed by a
-  ``setup`` command.
+  ``setup`` command. A base image has no himl: a ``setup`` command installs it
+  (``himl_setup``), unless one of those files names it.
 - One node: sku ``G<gpus>`` (``C<cpus>`` for a CPU job). Several nodes:
   ``${NODES}x${MEM}G${GPUS}`` with ``env_defaults`` holding the three numbers,
   as hi-ml's manual recommends.
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 BACKEND = "amulet"
 CONFIG_NAME = "amlt.yaml"
 DEFAULT_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.8-cudnn8-ubuntu22.04:latest"
+#: Images known not to contain himl: AzureML's base images (the default one among them).
+BASE_IMAGE_PREFIXES = ("mcr.microsoft.com/azureml/", "azureml/")
 DEFAULT_MOUNT_DIR = "/mnt/data"
 DEFAULT_CONTAINER = "datasets"
 DEFAULT_MEMORY_GB = 32
@@ -148,14 +151,47 @@ def _process_count(job: JobSpec, env_defaults: dict[str, int] | None) -> int | s
     return None
 
 
+def _names_himl(path: Path | None) -> bool:
+    """Whether a conda or pip requirements file asks for himl (a line naming the ``himl`` distribution)."""
+    if path is None:
+        return False
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return re.search(r"^[\s-]*himl(\b(?!-)|\[)", text, flags=re.MULTILINE) is not None
+
+
+def himl_setup(job: JobSpec) -> str | None:
+    """The setup command that installs himl in the job, when its image is a base image without himl.
+
+    Only the AzureML base images are known not to hold himl (the default one among them); an image of
+    your own is taken to have it. A conda or pip requirements file that names himl installs it already.
+    """
+    image = job.environment.docker_image or DEFAULT_IMAGE
+    if not image.startswith(BASE_IMAGE_PREFIXES):
+        return None
+    if _names_himl(job.environment.conda_file) or _names_himl(job.environment.pip_requirements):
+        return None
+    from himl_kernel.version import __version__
+
+    return f"pip install {shlex.quote(f'himl[amulet]=={__version__}')}"
+
+
 def _environment(job: JobSpec) -> dict[str, Any]:
     root = job.snapshot.root
     env: dict[str, Any] = {"image": job.environment.docker_image or DEFAULT_IMAGE}
+    setup: list[str] = []
     if job.environment.conda_file is not None:
         env["conda_yaml_file"] = "$CONFIG_DIR/" + snapshot_relative(job.environment.conda_file, root, "conda file")
     if job.environment.pip_requirements is not None:
         relative = snapshot_relative(job.environment.pip_requirements, root, "pip requirements file")
-        env["setup"] = [f"pip install -r {shlex.quote(relative)}"]
+        setup.append(f"pip install -r {shlex.quote(relative)}")
+    install = himl_setup(job)
+    if install is not None:
+        setup.append(install)
+    if setup:
+        env["setup"] = setup
     return env
 
 
