@@ -2,8 +2,8 @@
 
 What ``--dry-run`` prints is the run configuration azureml-core itself serialises
 for a submission (``_serialize_run_config_to_dict``), so these tests check what
-would go on the wire, field by field. Submitting is refused in one line until a
-v1 control-plane stand-in exists. Inside a job, the backend marker decides which
+would go on the wire, field by field (test_submit_v1.py submits them to the
+v1 control-plane stand-in). Inside a job, the backend marker decides which
 AzureML plugin claims it.
 """
 
@@ -165,14 +165,14 @@ def test_no_environment_at_all_is_one_line(workdir: Path, capsys: pytest.Capture
     assert code != 0 and "needs a software environment" in err and len(err.strip().splitlines()) == 1
 
 
-def test_submitting_is_refused_in_one_line_naming_the_alternatives(
+def test_submitting_without_a_workspace_is_one_line_naming_both_ways_to_give_one(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["run", "--model", "HelloWorld", "--compute", "azureml-v1", "--cluster", "gpu"])
     err = capsys.readouterr().err
     assert code != 0
     (line,) = [line for line in err.splitlines() if line.startswith("himl: error:")]
-    assert "--dry-run" in line and "--compute azureml" in line
+    assert "config.json" in line and "HIML_SUBSCRIPTION_ID" in line
 
 
 V1_JOB = {

@@ -6,19 +6,24 @@ node count, distributed configuration, environment and docker settings, and for
 a sweep HyperDrive's sampling, metric and limits. It reads no credential and
 contacts nothing.
 
-Submitting is not built yet: it needs a stand-in for the v1 control plane
-(workspace discovery, snapshot, run history and HyperDrive services) to be
-tested without Azure, so ``submit`` refuses in one line and points at
-``--dry-run`` and at the SDK v2 backend, which submits.
+``submit`` connects to the workspace (see :mod:`himl_azure_v1.workspace`),
+checks that the compute target exists, and submits the same objects through
+``Experiment.submit``: azureml-core uploads the snapshot, creates the run in
+run history and starts it (or hands the sweep to HyperDrive). The run's id is
+written to ``most_recent_run.txt`` here, as hi-ml does, and its studio URL is
+where to follow it.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
 from himl_azure_v1.runconfig import (
+    BACKEND,
     DistributionKind,
     V1Settings,
     build_hyperdrive,
@@ -27,7 +32,6 @@ from himl_azure_v1.runconfig import (
     run_configuration,
     tags_of,
 )
-from himl_kernel.errors import HimlError
 
 if TYPE_CHECKING:
     from himl_kernel.job import JobSpec, Submission
@@ -61,8 +65,58 @@ class AzureMLV1Backend:
         return header + yaml.safe_dump(request, sort_keys=False)
 
     def submit(self, job: JobSpec, host: PluginHost) -> Submission:
-        request_of(job)  # a bad JobSpec fails here with its own one-line error, as with --dry-run
-        raise HimlError(
-            "submitting through the AzureML SDK v1 (--compute azureml-v1) is not available yet: "
-            "--dry-run prints the run configuration it would send; submit with --compute azureml (SDK v2)"
-        )
+        from himl_kernel.job import Submission
+
+        run = submit_v1(job)
+        run_id = str(run.id)
+        write_run_recovery_file(run_id)
+        url = str(run.get_portal_url())
+        print(f"himl: AzureML SDK v1 run {run_id} submitted; follow it at {url}", file=sys.stderr)
+        status = str(run.get_status() or "")
+        if job.wait_for_completion:
+            run.wait_for_completion(show_output=True, raise_on_error=False)
+            status = str(run.get_status() or "")
+        final = FINAL_STATES.get(status, status.upper())
+        failed = final in ("FAILED", "KILLED")
+        return Submission(backend=BACKEND, run_id=run_id, url=url, status=final, exit_code=1 if failed else 0)
+
+
+#: AzureML run statuses as the kernel's.
+FINAL_STATES = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED", "Running": "RUNNING"}
+#: hi-ml's run recovery file: the id of the latest submission, in the folder the submission was made from.
+RUN_RECOVERY_FILE = "most_recent_run.txt"
+
+
+def write_run_recovery_file(run_id: str, folder: Path | None = None) -> Path:
+    """Write ``run_id`` to ``most_recent_run.txt`` (a warning, not an error, when the folder is read-only)."""
+    from himl_kernel.atomic import atomic_write_bytes
+
+    target = (folder or Path.cwd()) / RUN_RECOVERY_FILE
+    try:
+        atomic_write_bytes(target, run_id.encode("utf-8"))
+    except OSError as exc:
+        print(f"himl: warning: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+    return target
+
+
+def submit_v1(spec: JobSpec, workspace: Any = None) -> Any:
+    """Submit ``spec`` through azureml-core; the SDK's ``Run`` (a ``HyperDriveRun`` for a sweep).
+
+    Raises:
+        HimlError: no workspace, an unknown compute target, or a JobSpec the backend cannot build.
+    """
+    from azureml.core import Experiment
+
+    from himl_azure_v1.workspace import check_compute_target, get_workspace
+
+    distribution = cast("DistributionKind", spec.compute.options.get("distribution", "auto"))
+    settings = V1Settings(spec.compute.target, distribution)
+    run_config = build_script_run(spec, settings)  # a bad JobSpec fails before anything is contacted
+    config: Any = build_hyperdrive(spec, run_config) if spec.sweep is not None else run_config
+    workspace = workspace if workspace is not None else get_workspace()
+    check_compute_target(workspace, settings.cluster)
+    experiment = Experiment(workspace, spec.experiment)
+    run = experiment.submit(config, tags=tags_of(spec))
+    if spec.display_name:
+        run.display_name = spec.display_name
+    return run

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from himl_kernel.runinfo import RunInfo
 
 BACKEND = "azureml-v1"
-#: The kernel's shared options this backend reads from the JobSpec (--no-wait aside: nothing is submitted yet).
+#: The kernel's shared options this backend reads from the JobSpec.
 HONOURED = (
+    "no_wait",
     "cluster",
     "num_nodes",
     "processes_per_node",
@@ -45,7 +46,7 @@ def himl_register_compute_backends(registry: Registry[ComputeBackend]) -> None:
     registry.add(
         BACKEND,
         "himl_azure_v1.backend:AzureMLV1Backend",
-        "AzureML runs and HyperDrive sweeps through the SDK v1 (azureml-core); --dry-run only for now",
+        "AzureML runs and HyperDrive sweeps through the SDK v1 (azureml-core)",
         honours=HONOURED,
     )
 
