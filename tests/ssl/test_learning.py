@@ -4,16 +4,17 @@ The data has structure but its labels are never used in training: gratings
 of four orientations, random frequencies, phases and colours, 32 pixels. The
 colours are a nuisance the augmentations (colour jitter, greyscale) teach the
 encoder to ignore; the orientation survives them (no flips here: a flip
-swaps the diagonals). A small convolutional encoder keeps the test within a
-minute on two shared cores; the loss, the projection head and the batch
-augmentations are the plugin's own.
+swaps the diagonals). A small convolutional encoder (16-32-32 channels)
+keeps the test to about 15 s on two shared cores; the loss, the projection
+head and the batch augmentations are the plugin's own. 100 steps of batch
+128 at a rate of 3e-3 take the probe from 0.68 to about 0.98 (batch 256 also
+passes 0.95 in 60 steps, at twice the time; a rate of 1e-2 diverges).
 """
 
 from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 from himl_ssl.augment import AugmentationConfig, augment_batch
 from himl_ssl.heads import mlp_head
@@ -65,7 +66,6 @@ def probe_accuracy(encoder: nn.Module) -> float:
         return float((head(test_f).argmax(1) == test_y).float().mean())
 
 
-@pytest.mark.slow
 def test_a_probe_on_the_simclr_encoder_beats_a_random_encoder_by_a_wide_margin() -> None:
     torch.manual_seed(0)
     encoder = small_encoder()
@@ -75,8 +75,8 @@ def test_a_probe_on_the_simclr_encoder_beats_a_random_encoder_by_a_wide_margin()
     optimizer = torch.optim.Adam([*encoder.parameters(), *projection.parameters()], lr=3e-3)
     config = AugmentationConfig(crop_scale=(0.3, 1.0), blur_probability=0.0, flip_probability=0.0)
     generator = torch.Generator().manual_seed(1)
-    for _ in range(60):
-        images, _ = gratings(64, generator)  # the labels are thrown away
+    for _ in range(100):
+        images, _ = gratings(128, generator)  # the labels are thrown away
         views = torch.cat([augment_batch(images, config, SIZE), augment_batch(images, config, SIZE)])
         z1, z2 = projection(encoder(views)).chunk(2)
         loss = nt_xent_loss(z1, z2, temperature=0.2)
@@ -86,4 +86,4 @@ def test_a_probe_on_the_simclr_encoder_beats_a_random_encoder_by_a_wide_margin()
     simclr_accuracy = probe_accuracy(encoder)
     print(f"linear probe: random encoder {random_accuracy:.3f}, SimCLR encoder {simclr_accuracy:.3f}")
     assert random_accuracy < 0.8
-    assert simclr_accuracy > random_accuracy + 0.1
+    assert simclr_accuracy > 0.95
