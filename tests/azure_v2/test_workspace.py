@@ -90,3 +90,28 @@ def test_a_partial_service_principal_names_the_missing_variables_not_the_values(
         credential_kind({"HIML_SERVICE_PRINCIPAL_PASSWORD": "hunter2-secret"})
     assert "HIML_SERVICE_PRINCIPAL_ID, HIML_TENANT_ID not set" in str(error.value)
     assert "hunter2" not in str(error.value)
+
+
+def test_inside_a_job_the_credential_is_the_jobs_identity_or_run_token() -> None:
+    import time
+
+    from azure.ai.ml.identity import AzureMLOnBehalfOfCredential
+    from azure.identity import ManagedIdentityCredential
+    from himl_azure_v2.credentials import RunTokenCredential
+
+    job = {"AZUREML_RUN_ID": "job_1", "AZUREML_RUN_TOKEN": "tok-abc", "AZUREML_RUN_TOKEN_EXPIRY": str(time.time() + 60)}
+    assert credential_kind(job) == "job run token"
+    token = build_credential(job).get_token("https://management.azure.com/.default")
+    assert isinstance(build_credential(job), RunTokenCredential) and token.token == "tok-abc"
+    managed = {**job, "DEFAULT_IDENTITY_CLIENT_ID": "0000-client"}
+    assert credential_kind(managed) == "job managed identity"
+    assert isinstance(build_credential(managed), ManagedIdentityCredential)
+    user = {**managed, "HIML_IDENTITY_BASED_AUTH": "1"}  # submitted with identity_based_auth=True
+    assert credential_kind(user) == "job user identity"
+    assert isinstance(build_credential(user), AzureMLOnBehalfOfCredential)
+    assert credential_kind({"AZUREML_RUN_TOKEN": "tok"}) == "azure cli, then device code"  # not inside a job
+    expired = {**job, "AZUREML_RUN_TOKEN_EXPIRY": "1"}
+    with pytest.raises(HimlError, match=r"^the job's AzureML run token \(AZUREML_RUN_TOKEN\) has expired$"):
+        build_credential(expired).get_token("scope")
+    with pytest.raises(HimlError, match=r"^AZUREML_RUN_TOKEN_EXPIRY='soon' is not a time in seconds since 1970$"):
+        build_credential({**job, "AZUREML_RUN_TOKEN_EXPIRY": "soon"})

@@ -19,6 +19,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from himl_azure_v2.credentials import ENV_IDENTITY_BASED_AUTH
 from himl_azure_v2.environment import DEFAULT_SHM_SIZE
 from himl_azure_v2.workspace import DEFAULT_DATASTORE
 from himl_kernel.errors import HimlError
@@ -41,8 +42,6 @@ INPUT_NAME = "INPUT_{}"
 OUTPUT_NAME = "OUTPUT_{}"
 #: Tells the job where datasets with a ``target_folder`` should appear (JSON: input/output name -> folder).
 ENV_TARGET_FOLDERS = "HIML_TARGET_FOLDERS"
-#: Set in jobs submitted with ``identity_based_auth``: code in the job authenticates as that identity.
-ENV_IDENTITY_BASED_AUTH = "HIML_IDENTITY_BASED_AUTH"
 
 
 @dataclass(frozen=True)
