@@ -24,7 +24,6 @@ import yaml
 
 from himl_azure_v1.runconfig import (
     BACKEND,
-    DistributionKind,
     V1Settings,
     build_hyperdrive,
     build_script_run,
@@ -34,6 +33,7 @@ from himl_azure_v1.runconfig import (
 )
 
 if TYPE_CHECKING:
+    from himl_kernel.compute_common import DistributionKind
     from himl_kernel.job import JobSpec, Submission
     from himl_kernel.plugins import PluginHost
 

@@ -8,9 +8,8 @@ This module only builds azureml-core objects; nothing here talks to Azure, so
 - The environment comes from a conda file, a pip requirements file or a docker
   image, named ``himl-v1-<hash of its content>`` so that the same definition is
   registered once per workspace and reused.
-- Several nodes or processes get a distributed configuration: MPI with one
-  process per node for containers (Lightning starts one process per GPU), PyTorch
-  with ``processes_per_node`` for scripts; ``--distribution`` overrides that.
+- Several nodes or processes get a distributed configuration, chosen by the
+  kernel's rule (:mod:`himl_kernel.compute_common`, shared with the SDK v2 plugin).
 - A sweep (hyperparameters, cross-validation folds, seeds) becomes HyperDrive's
   grid or random sampling, each trial getting its values as ``--name value``.
 - Every job carries ``HIML_BACKEND=azureml-v1``, so that inside AzureML only this
@@ -22,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from himl_kernel.compute_common import DistributionKind, distributed_launch, himl_tags
 from himl_kernel.errors import HimlError
 from himl_kernel.runinfo import ENV_BACKEND, ENV_WIRE_FORMAT, WIRE_FORMAT
 from himl_kernel.sweep import Uniform
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
     from himl_kernel.job import Environment, JobSpec
 
 BACKEND = "azureml-v1"
-DistributionKind = Literal["auto", "mpi", "pytorch", "none"]
 #: The base image of conda and pip environments when no docker image is given.
 DEFAULT_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04"
 #: The metric a sweep ranks its trials by when the JobSpec names none (as for the v2 plugin and hi-ml).
@@ -114,25 +112,17 @@ def environment_of(env: Environment, snapshot_root: Path) -> AzureEnvironment:
 def _distribution(spec: JobSpec, kind: DistributionKind) -> Any:
     from azureml.core.runconfig import MpiConfiguration, PyTorchConfiguration
 
-    nodes, per_node = spec.compute.num_nodes, spec.compute.processes_per_node
-    if kind == "none" or (kind == "auto" and nodes == 1 and per_node == 1):
+    launch = distributed_launch(spec, kind)
+    if launch is None:
         return None
-    if kind == "auto":
-        kind = "mpi" if spec.entry.kind == "container" else "pytorch"
-    if kind == "mpi":
-        per_process = 1 if spec.entry.kind == "container" else per_node
-        return MpiConfiguration(process_count_per_node=per_process, node_count=nodes)
-    return PyTorchConfiguration(process_count=nodes * per_node, node_count=nodes)
+    if launch.kind == "mpi":
+        return MpiConfiguration(process_count_per_node=launch.processes_per_node, node_count=launch.nodes)
+    return PyTorchConfiguration(process_count=launch.process_count, node_count=launch.nodes)
 
 
 def tags_of(spec: JobSpec) -> dict[str, str]:
     """The run's tags: the JobSpec's, and what himl needs to recognise the run later."""
-    return {
-        **spec.tags,
-        "himl.backend": BACKEND,
-        "himl.entry": f"{spec.entry.kind}:{spec.entry.target}",
-        "himl.command": shlex.join([spec.entry.target, *spec.entry.args]),
-    }
+    return himl_tags(spec, BACKEND)
 
 
 def build_script_run(spec: JobSpec, settings: V1Settings) -> ScriptRunConfig:
