@@ -419,6 +419,17 @@ def _artifact_prefix(plane: V1ControlPlane, request: Request, match: re.Match[st
     return 200, {"value": value, "continuationToken": None}
 
 
+def _metric_batch(plane: V1ControlPlane, request: Request, match: re.Match[str]) -> tuple[int, Any]:
+    if match["run"] not in plane.runs:
+        return 404, {"error": {"code": "UserError", "message": f"run {match['run']} not found"}}
+    values = (request.body or {}).get("values") if isinstance(request.body, dict) else None
+    if not isinstance(values, list):
+        return 400, {"error": {"code": "UserError", "message": "a metric batch needs a list of values"}}
+    for metric in values:
+        plane.metrics.append({"run": match["run"], **metric})
+    return 200, {}
+
+
 _HISTORY = r"/history/v1\.0" + _SCOPE
 _CONTENT = r"/content/v[12]\.0" + _SCOPE
 
@@ -430,6 +441,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", _HISTORY + _EXP + r"/runs/(?P<run>[^/]+)", _run_get),
     ("PATCH", _HISTORY + _EXP + r"/runs/(?P<run>[^/]+)", _run_patch),
     ("GET", _HISTORY + _EXP + r"/runs/(?P<run>[^/]+)/details", _run_details),
+    ("POST", r"/metric/v2\.0" + _SCOPE + r"/runs/(?P<run>[^/]+)/batch", _metric_batch),
+    ("GET", _HISTORY + _EXP + r"/runs/(?P<run>[^/]+)/metricsingest/wait", lambda plane, request, match: (200, {})),
     (
         "GET",
         r"/artifact/v2\.0"

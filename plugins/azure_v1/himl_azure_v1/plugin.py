@@ -8,6 +8,7 @@ imports nothing from Azure):
   prints the run configuration azureml-core would send;
 - no options of its own: the cluster, nodes, environment and the other shared options are
   the kernel's (the distributed configuration is chosen as the SDK v2 plugin's ``auto`` does);
+- a default logger that, inside a v1 job only, writes the kernel's metrics to the job's v1 Run;
 - run detection inside the jobs it submitted (``HIML_BACKEND=azureml-v1``), and
   ``himl doctor`` rows.
 """
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from himl_kernel import hookimpl
 
 if TYPE_CHECKING:
-    from himl_kernel.contracts import ComputeBackend
+    from himl_kernel.contracts import ComputeBackend, LoggerFactory
     from himl_kernel.doctor import DoctorReport
     from himl_kernel.registry import Registry
     from himl_kernel.runinfo import RunInfo
@@ -48,6 +49,16 @@ def himl_register_compute_backends(registry: Registry[ComputeBackend]) -> None:
         "himl_azure_v1.backend:AzureMLV1Backend",
         "AzureML runs and HyperDrive sweeps through the SDK v1 (azureml-core)",
         honours=HONOURED,
+    )
+
+
+@hookimpl
+def himl_register_loggers(registry: Registry[LoggerFactory]) -> None:
+    registry.add(
+        BACKEND,
+        "himl_azure_v1.run_sink:v1_run_sink",
+        "inside an SDK v1 job: metrics and parameters go to the job's v1 Run",
+        default=True,
     )
 
 
