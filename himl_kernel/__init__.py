@@ -39,6 +39,7 @@ module may change without notice):
 - ``himl_kernel.distributed``: global and local rank, world size
 - ``himl_kernel.recovery``: recovery checkpoints, is_resume
 - ``himl_kernel.atomic``: atomic_write and its helpers
+- ``himl_kernel.compute_common``: the distributed launch and run tags every cloud backend decides alike
 - ``himl_kernel.cli.main``: main(argv), the ``himl`` command as a function
 - ``himl_kernel.lightning``: the Lightning layer's names (extra ``himl[lightning]``)
 - ``himl_kernel.lightning.container``: LightningContainer and its groups of fields
