@@ -173,7 +173,7 @@ def himl_setup(job: JobSpec) -> str | None:
         return None
     if _names_himl(job.environment.conda_file) or _names_himl(job.environment.pip_requirements):
         return None
-    from himl_kernel.version import __version__
+    from himl_kernel import __version__
 
     return f"pip install {shlex.quote(f'himl[amulet]=={__version__}')}"
 
