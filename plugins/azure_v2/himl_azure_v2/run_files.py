@@ -73,18 +73,32 @@ def download_files_from_run_id(
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
+#: Where a run keeps its checkpoints (hi-ml's and himl's runner).
+CHECKPOINT_FOLDER = "outputs/checkpoints"
+
+
 def download_checkpoints_from_run_id(
     run_id: str,
-    checkpoint_path_or_folder: str,
-    output_folder: str | Path,
+    checkpoint_path_or_folder: str | Path,
+    output_folder: str | Path | None = None,
     aml_workspace: Workspace | None = None,
     workspace_config_path: str | Path | None = None,
 ) -> list[Path]:
-    """hi-ml's checkpoint download: one checkpoint file or a folder of them, at their paths inside the run."""
+    """hi-ml's checkpoint download: one checkpoint file or a folder of them, at their paths inside the run.
+
+    Called with two arguments, as the manual's example does
+    (``download_checkpoints_from_run_id(run_id, Path("dir"))``), the second is
+    the output folder and the run's checkpoint folder is downloaded into it
+    (hi-ml's own signature needs three, so that example failed there).
+    """
+    if output_folder is None:
+        output_folder, checkpoint_path_or_folder = checkpoint_path_or_folder, CHECKPOINT_FOLDER
     return download_files_from_run_id(
         run_id,
         output_folder,
-        prefix=checkpoint_path_or_folder,
+        prefix=checkpoint_path_or_folder
+        if isinstance(checkpoint_path_or_folder, str)
+        else checkpoint_path_or_folder.as_posix(),
         workspace=aml_workspace,
         workspace_config_path=workspace_config_path,
     )
