@@ -13,6 +13,14 @@
 5. Train and validate, then test the checkpoint ``get_checkpoint_to_test()``
    names; then the optional regression test.
 
+Inside a job on several machines, AzureML's variables (MPI's ``OMPI_COMM_WORLD_*``
+and ``AZ_BATCH_MASTER_NODE``, or the PyTorch distribution's ``RANK``,
+``NODE_RANK``, ``MASTER_ADDR``...) become the ones Lightning reads, first thing
+(:func:`himl_kernel.distributed.prepare_cluster`, hi-ml's port 6105 by default),
+and the Trainer gets the job's ``num_nodes``. Rank zero alone writes
+checkpoints; a machine that cannot read the one to test gets its weights from
+rank zero.
+
 Under DDP every process runs this function (Lightning re-runs the ``himl run``
 command for the other ranks, which join the same run); only global rank zero
 logs, writes checkpoints and runs the regression test.
@@ -25,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from himl_kernel.distributed import global_rank, local_rank
+from himl_kernel.distributed import Cluster, global_rank, local_rank, prepare_cluster
 from himl_kernel.errors import HimlError
 
 if TYPE_CHECKING:
@@ -78,6 +86,30 @@ def _accelerator_and_devices(container: TrainingSettings) -> tuple[str, int]:
     if gpus > 0:
         return "gpu", container.devices or gpus
     return "cpu", container.devices or 1
+
+
+def _layout(container: TrainingSettings) -> tuple[str, int, Cluster | None]:
+    """(accelerator, processes per machine, the job's machines) for the Trainer.
+
+    Inside a distributed AzureML job (or torchrun) the launcher's variables
+    are turned into the ones Lightning reads (:func:`prepare_cluster`), and
+    the number of machines comes from them.
+    """
+    accelerator, devices = _accelerator_and_devices(container)
+    cluster = prepare_cluster(devices, devices_given=container.devices is not None)
+    if cluster is not None:
+        devices = cluster.processes_per_node or devices
+    return accelerator, devices, cluster
+
+
+def _announce(cluster: Cluster, devices: int) -> None:
+    """One line per machine (its first process) saying how the job's machines meet, as hi-ml prints it."""
+    if local_rank() == 0:
+        print(
+            f"himl: distributed training ({cluster.style}): {cluster.num_nodes} machines x {devices} processes, "
+            f"MASTER_ADDR={cluster.master_addr}, MASTER_PORT={cluster.master_port}, NODE_RANK={cluster.node_rank}",
+            flush=True,
+        )
 
 
 def _profiler(container: TrainingSettings, folder: Path, flavour: Flavour) -> Profiler | None:
@@ -135,7 +167,7 @@ def create_trainer(container: TrainingSettings, run_info: RunInfo, flavour: Flav
     if not sys.stdout.isatty() and not any(isinstance(c, progress_bar) for c in callbacks):
         callbacks.append(adapt(LineProgressBar)())  # a container's own bar (AzureMLProgressBar...) wins
 
-    accelerator, devices = _accelerator_and_devices(container)
+    accelerator, devices, cluster = _layout(container)
     mixed = "16-mixed" if accelerator == "gpu" else "bf16-mixed"
     precision = mixed if container.use_mixed_precision else "32-true"
     arguments: dict[str, Any] = {
@@ -152,6 +184,7 @@ def create_trainer(container: TrainingSettings, run_info: RunInfo, flavour: Flav
         "precision": precision,
         "logger": [adapt(RunLogger)(run_info)],
         "callbacks": callbacks,
+        "num_nodes": cluster.num_nodes if cluster is not None else 1,
         "plugins": [adapt(AtomicCheckpointIO)()],
         "profiler": _profiler(container, run_info.output_folder / PROFILER_FOLDER, flavour),
         "enable_model_summary": False,
@@ -163,6 +196,10 @@ def create_trainer(container: TrainingSettings, run_info: RunInfo, flavour: Flav
     ):
         if value is not None:
             arguments[name] = value
+    if cluster is not None:
+        # Lightning's own environment reads what prepare_cluster set; named here so that no other
+        # (MPI through mpi4py, SLURM...) is detected instead and numbers the processes differently
+        arguments["plugins"].append(flavour.attribute("plugins.environments", "LightningEnvironment")())
     arguments.update(container.get_trainer_arguments())
     trainer: Trainer = flavour.attribute("", "Trainer")(**arguments)
     return trainer
@@ -198,6 +235,9 @@ def _run_training(container: TrainingSettings, run_info: RunInfo) -> None:
     from himl_kernel.lightning.checkpointing import find_recovery_checkpoint, remove_partial_files
 
     folder = container.checkpoint_folder
+    _, devices, cluster = _layout(container)  # before any rank is asked: NODE_RANK and the rest are set
+    if cluster is not None:
+        _announce(cluster, devices)
     rank_zero = global_rank() == 0
     if rank_zero:
         folder.mkdir(parents=True, exist_ok=True)
@@ -244,10 +284,31 @@ def _run_training(container: TrainingSettings, run_info: RunInfo) -> None:
     to_test: Path | None = None
     if not container.pl_fast_dev_run:
         to_test = container.get_checkpoint_to_test()
-        if not to_test.is_file():
+        if rank_zero and not to_test.is_file():
             raise HimlError(f"the checkpoint to test, {to_test}, was not written; check get_checkpoint_to_test()")
+        to_test = _checkpoint_everywhere(trainer, model, to_test)
     _test(container, trainer, model, data, to_test)
     _regression_test(container, run_info)
+
+
+def _checkpoint_everywhere(trainer: Trainer, model: LightningModule, path: Path) -> Path | None:
+    """``path`` when every process can read it; else its weights, sent from rank zero, loaded into ``model``.
+
+    The machines of a job each have their own disk, and rank zero alone
+    writes checkpoints: the other machines cannot open the file. Every
+    process must then test the same weights, so rank zero's are broadcast.
+    """
+    if trainer.world_size <= 1 or trainer.strategy.reduce_boolean_decision(path.is_file(), all=True):
+        return path
+    import torch
+
+    state: Any = None
+    if trainer.is_global_zero:
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    state = trainer.strategy.broadcast(state, src=0)
+    model.load_state_dict(state)
+    _say(f"testing the weights of {path}, sent from the first machine to the others")
+    return None
 
 
 def _flavour(model: object, data: object) -> Flavour:
