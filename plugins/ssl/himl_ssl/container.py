@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from himl_ssl.data import ImageDataset
 
 EncoderName = Literal["resnet18", "resnet50", "resnet101", "densenet121", "cifar_resnet18", "cifar_resnet50"]
-DatasetName = Literal["auto", "CIFAR10", "CIFAR100", "TCGA_CRCK", "TilesDataset", "ImageFolder"]
+DatasetName = Literal[
+    "auto", "CIFAR10", "CIFAR100", "TCGA_CRCK", "TilesDataset", "RSNA", "NIH", "CheXpert", "ImageFolder"
+]
 
 
 class SSLContainer(LightningContainer):

@@ -10,6 +10,9 @@ Layouts read (:func:`find_images`), picked from what the folder holds:
   (``slide_id``, ``image`` relative to the table, ``label``, optionally
   ``split``); without a ``split`` column a tenth of the slides, chosen by a hash
   of the slide id, is the validation set, so no slide is in both;
+- ``RSNA``, ``NIH``, ``CheXpert``: chest X-ray folders with DICOM or PNG
+  images (see :mod:`himl_ssl.cxr`); an RSNA ``dataset.csv`` is told from a
+  tiles table by its columns (``subject``, ``label``);
 - ``ImageFolder``: class folders of images (the folder names, sorted, are the
   labels), under ``train/`` and ``val/`` when it has them, else split by a hash of the file name.
 
@@ -33,7 +36,9 @@ from torch.utils.data import Dataset
 
 from himl_kernel.errors import HimlError
 
-DatasetName = Literal["auto", "CIFAR10", "CIFAR100", "TCGA_CRCK", "TilesDataset", "ImageFolder"]
+DatasetName = Literal[
+    "auto", "CIFAR10", "CIFAR100", "TCGA_CRCK", "TilesDataset", "RSNA", "NIH", "CheXpert", "ImageFolder"
+]
 Split = Literal["train", "val"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -62,7 +67,8 @@ class ImageArray:
 Images = ImageFiles | ImageArray
 
 
-def _is_validation(key: str) -> bool:
+def is_validation(key: str) -> bool:
+    """Whether ``key`` (a slide, patient or file) is in the validation tenth, by a hash that never changes."""
     return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % VALIDATION_SHARE == 0
 
 
@@ -73,8 +79,14 @@ def detect_layout(folder: Path) -> DatasetName:
             return name  # type: ignore[return-value]
     if any((folder / sub).is_dir() for sub in CRCK_SPLITS.values()):
         return "TCGA_CRCK"
+    from himl_ssl.cxr import CHEXPERT_TABLES, NIH_TABLE, is_rsna_table
+
+    if (folder / NIH_TABLE).is_file():
+        return "NIH"
+    if (folder / CHEXPERT_TABLES["train"]).is_file():
+        return "CheXpert"
     if (folder / "dataset.csv").is_file():
-        return "TilesDataset"
+        return "RSNA" if is_rsna_table(folder / "dataset.csv") else "TilesDataset"
     return "ImageFolder"
 
 
@@ -120,7 +132,7 @@ def _tiles_table(folder: Path, split: Split) -> ImageFiles:
         rows = list(reader)
     paths, labels = [], []
     for number, row in enumerate(rows, start=2):
-        in_validation = row["split"] in ("val", "test") if row.get("split") else _is_validation(row["slide_id"])
+        in_validation = row["split"] in ("val", "test") if row.get("split") else is_validation(row["slide_id"])
         if in_validation != (split == "val"):
             continue
         image = (folder / row["image"]).resolve()
@@ -148,7 +160,7 @@ def _image_folder(folder: Path, split: Split) -> ImageFiles:
             for image in sorted(group.rglob("*")):
                 if image.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
-                if not has_splits and _is_validation(image.name) != (split == "val"):
+                if not has_splits and is_validation(image.name) != (split == "val"):
                     continue
                 paths.append(image)
                 labels.append(label)
@@ -168,6 +180,14 @@ def find_images(folder: Path, name: DatasetName, split: Split) -> Images:
         return _crck(folder, split)
     if layout == "TilesDataset":
         return _tiles_table(folder, split)
+    if layout in ("RSNA", "NIH", "CheXpert"):
+        from himl_ssl import cxr
+
+        reader = {"RSNA": cxr.rsna, "NIH": cxr.nih, "CheXpert": cxr.chexpert}[layout]
+        paths, labels = reader(folder, split)
+        if not paths:
+            raise HimlError(f"{layout} folder {folder} holds no {split} images")
+        return ImageFiles(paths, labels)
     return _image_folder(folder, split)
 
 
@@ -186,6 +206,10 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
 
         if isinstance(self.images, ImageArray):
             picture = Image.fromarray(self.images.pixels[index])
+        elif self.images.paths[index].suffix.lower() == ".dcm":
+            from himl_ssl.cxr import read_dicom
+
+            picture = Image.fromarray(read_dicom(self.images.paths[index]))
         else:
             with Image.open(self.images.paths[index]) as opened:
                 picture = opened.convert("RGB")
