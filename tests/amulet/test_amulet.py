@@ -80,7 +80,7 @@ def test_one_node_gpu_job(tmp_path: Path) -> None:
     assert document["code"] == {"local_dir": "$CONFIG_DIR"}
     (job,) = document["jobs"]
     assert job["sku"] == "G1" and job["process_count_per_node"] == 0  # Lightning starts its own processes
-    assert job["command"] == ["python -m himl_kernel run --model HelloWorld"]
+    assert job["command"] == ["env -u RANK python -m himl_kernel run --model HelloWorld"]
     assert job["submit_args"]["env"]["HIML_BACKEND"] == "amulet"
 
 

@@ -13,7 +13,9 @@ relative to it.
   ``${NODES}x${MEM}G${GPUS}`` with ``env_defaults`` holding the three numbers,
   as hi-ml's manual recommends.
 - A model (a Lightning container) gets ``process_count_per_node: 0``: Amulet
-  starts it once per node and Lightning starts one process per GPU. A script
+  starts it once per node and Lightning starts one process per GPU. Its
+  command starts with ``env -u RANK``: Amulet's RANK would make Lightning take
+  every process for rank zero. A script
   with several processes per node gets that number.
 - Input and output datasets are folders of one blob container, mounted into the
   job at ``mount_dir`` (``storage.data``); dataset ``NAME`` is ``mount_dir/NAME``.
@@ -276,6 +278,10 @@ def build_config(job: JobSpec, settings: AmuletSettings) -> dict[str, Any]:
     if env_defaults:
         document["env_defaults"] = env_defaults
     command = shlex.join(job.entry.command(python="python"))
+    if job.entry.kind == "container":
+        # Amulet sets RANK, and Lightning would take every process it starts for rank zero (hi-ml's
+        # prepare_amulet_job removes it too); the shell drops it before himl starts.
+        command = f"env -u RANK {command}"
     name = job_name(job)
     sweep = job.sweep
     if sweep is None:

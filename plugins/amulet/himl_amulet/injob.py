@@ -15,7 +15,9 @@ Where things are (the places hi-ml's Amulet example uses):
 - metrics: the job's MLflow run (``MLFLOW_TRACKING_URI``, ``MLFLOW_RUN_ID``, as AzureML sets them).
 
 A Lightning job also loses ``RANK``: Amulet sets it, and Lightning would take
-every process for rank zero (hi-ml's ``prepare_amulet_job`` does the same).
+every process for rank zero (hi-ml's ``prepare_amulet_job`` does the same). The
+command himl writes drops it (``env -u RANK``); detection also removes it from
+an environment mapping it may change (the plugin host hands it a read-only view).
 """
 
 from __future__ import annotations
