@@ -384,6 +384,15 @@ def _run_patch(plane: V1ControlPlane, request: Request, match: re.Match[str]) ->
     return 200, run
 
 
+def hyperdrive_tags(config: dict[str, Any]) -> dict[str, str]:
+    """The tags the HyperDrive service puts on a parent run, from which the SDK rebuilds its configuration."""
+    tags = {key: json.dumps(config.get(key)) for key in ("generator_config", "primary_metric_config", "policy_config")}
+    tags["platform_config"] = json.dumps(config.get("platform_config") or {})
+    for key in ("max_total_jobs", "max_concurrent_jobs", "max_duration_minutes"):
+        tags[key] = str(config.get(key))
+    return {f"_aml_system_{key}": value for key, value in tags.items()}
+
+
 def _hyperdrive_submit(plane: V1ControlPlane, request: Request, match: re.Match[str]) -> tuple[int, Any]:
     body = request.body or {}
     config = body.get("config") if isinstance(body, dict) else None
@@ -395,7 +404,8 @@ def _hyperdrive_submit(plane: V1ControlPlane, request: Request, match: re.Match[
         return 400, {"error": {"code": "UserError", "message": f"compute target {target!r} does not exist"}}
     experiment = unquote(match["scope"]).rsplit("/", 1)[-1]
     run_id = f"HD_{uuid.uuid4()}"
-    plane.run_json(experiment, run_id, status="Running", target=target, runType="hyperdrive", submitted=True)
+    tags = hyperdrive_tags(config)
+    plane.run_json(experiment, run_id, status="Running", target=target, runType="hyperdrive", submitted=True, tags=tags)
     result = {**config, "platform_config": {**config["platform_config"], "ParentRunId": run_id}, "status": "Running"}
     return 201, {"code": 201, "result": result}
 
@@ -430,10 +440,60 @@ def _metric_batch(plane: V1ControlPlane, request: Request, match: re.Match[str])
     return 200, {}
 
 
+def _experiment_by_id(plane: V1ControlPlane, request: Request, match: re.Match[str]) -> tuple[int, Any]:
+    for experiment in plane.experiments.values():
+        if experiment["experimentId"] == match["id"]:
+            return 200, experiment
+    return 404, {"error": {"code": "UserError", "message": f"experiment id {match['id']} not found"}}
+
+
+def _runs_query(plane: V1ControlPlane, request: Request, match: re.Match[str]) -> tuple[int, Any]:
+    # the SDK asks for a run's children with an OData filter on the parent run id
+    text = json.dumps(request.body) + json.dumps(request.query)
+    parent = re.search(r"parentrunid eq '?([A-Za-z0-9_.-]+)", text, re.IGNORECASE)
+    runs = [r for r in plane.runs.values() if parent is None or r.get("parentRunId") == parent.group(1)]
+    return 200, {"value": runs, "continuationToken": None, "nextLink": None}
+
+
+def _run_children(plane: V1ControlPlane, request: Request, match: re.Match[str]) -> tuple[int, Any]:
+    children = [run for run in plane.runs.values() if run.get("parentRunId") == match["run"]]
+    return 200, {"value": children, "continuationToken": None, "nextLink": None}
+
+
+def _metrics_of(plane: V1ControlPlane, run_id: str) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for metric in plane.metrics:
+        if metric["run"] != run_id:
+            continue
+        entry = merged.setdefault(
+            metric["name"],
+            {"name": metric["name"], "columns": metric.get("columns") or {}, "value": [],
+             "properties": metric.get("properties") or {}, "dataContainerId": f"dcid.{run_id}"},
+        )  # fmt: skip
+        entry["value"].extend(metric.get("value") or [])
+    return merged
+
+
+def _metric_list(plane: V1ControlPlane, request: Request, match: re.Match[str]) -> tuple[int, Any]:
+    value = [
+        {"metricKey": {"namespace": None, "name": name}, "columns": entry["columns"]}
+        for name, entry in _metrics_of(plane, match["run"]).items()
+    ]
+    return 200, {"value": value, "continuationToken": None}
+
+
+def _metric_full(plane: V1ControlPlane, request: Request, match: re.Match[str]) -> tuple[int, Any]:
+    name = (request.body or {}).get("metricName") if isinstance(request.body, dict) else None
+    metrics = _metrics_of(plane, match["run"])
+    if name not in metrics:
+        return 404, {"error": {"code": "UserError", "message": f"metric {name!r} not found"}}
+    return 200, {**metrics[name], "continuationToken": None}
+
+
 _HISTORY = r"/history/v1\.0" + _SCOPE
 _CONTENT = r"/content/v[12]\.0" + _SCOPE
 
-_EXP = r"/(?:experiments/(?P<exp>[^/]+)|experimentids/(?P<expid>[^/]+))"
+_EXP = r"(?:/experiments/(?P<exp>[^/]+)|/experimentids/(?P<expid>[^/]+))?"
 
 ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", r"/hyperdrive/v1\.0/(?P<scope>[^/]+)/runs", _hyperdrive_submit),
@@ -441,7 +501,10 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", _HISTORY + _EXP + r"/runs/(?P<run>[^/]+)", _run_get),
     ("PATCH", _HISTORY + _EXP + r"/runs/(?P<run>[^/]+)", _run_patch),
     ("GET", _HISTORY + _EXP + r"/runs/(?P<run>[^/]+)/details", _run_details),
+    ("GET", _HISTORY + _EXP + r"/runs/(?P<run>[^/]+)/children", _run_children),
     ("POST", r"/metric/v2\.0" + _SCOPE + r"/runs/(?P<run>[^/]+)/batch", _metric_batch),
+    ("POST", r"/metric/v2\.0" + _SCOPE + r"/runs/(?P<run>[^/]+)/list", _metric_list),
+    ("POST", r"/metric/v2\.0" + _SCOPE + r"/runs/(?P<run>[^/]+)/full", _metric_full),
     ("GET", _HISTORY + _EXP + r"/runs/(?P<run>[^/]+)/metricsingest/wait", lambda plane, request, match: (200, {})),
     (
         "GET",
@@ -454,6 +517,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", _CONTENT + r"/snapshots/getblob", _snapshot_getblob),
     ("POST", _CONTENT + r"/snapshots/(?P<id>[0-9a-f-]+)", _snapshot_create),
     ("GET", _HISTORY + r"/experiments/(?P<exp>[^/]+)", _experiment_get),
+    ("GET", _HISTORY + r"/experimentids/(?P<id>[^/]+)", _experiment_by_id),
+    ("POST", _HISTORY + _EXP + r"/runs:query", _runs_query),
+    ("GET", _HISTORY + _EXP + r"/runs", _runs_query),
     ("POST", _HISTORY + r"/experiments/(?P<exp>[^/]+)", _experiment_create),
     ("GET", _SCOPE, _workspace),
     ("GET", "/discovery", _discovery),

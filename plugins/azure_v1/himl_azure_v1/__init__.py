@@ -4,7 +4,7 @@
 ``ScriptRunConfig`` (or, for a sweep, the ``HyperDriveConfig``) run configuration
 that azureml-core would send. hi-ml's ``RUN_CONTEXT`` (the v1 ``Run`` of the
 current job, or an offline run outside AzureML) and ``create_crossval_hyperdrive_config``
-are here under hi-ml's names. The entry module, :mod:`himl_azure_v1.plugin`,
+and ``aggregate_hyperdrive_metrics`` are here under hi-ml's names. The entry module, :mod:`himl_azure_v1.plugin`,
 imports nothing beyond the kernel.
 """
 
@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from himl_azure_v1.aggregate import aggregate_hyperdrive_metrics
     from himl_azure_v1.hyperdrive import create_crossval_hyperdrive_config
 
-__all__ = ["RUN_CONTEXT", "create_crossval_hyperdrive_config"]
+__all__ = ["RUN_CONTEXT", "aggregate_hyperdrive_metrics", "create_crossval_hyperdrive_config"]
 
 
 def __getattr__(name: str) -> Any:
@@ -32,4 +33,8 @@ def __getattr__(name: str) -> Any:
         from himl_azure_v1.hyperdrive import create_crossval_hyperdrive_config
 
         return create_crossval_hyperdrive_config
+    if name == "aggregate_hyperdrive_metrics":
+        from himl_azure_v1.aggregate import aggregate_hyperdrive_metrics
+
+        return aggregate_hyperdrive_metrics
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

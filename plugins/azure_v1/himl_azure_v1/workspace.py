@@ -70,6 +70,8 @@ def workspace_names(environ: Mapping[str, str] | None = None, start: Path | None
     """
     env = os.environ if environ is None else environ
     folder = (start or Path.cwd()).resolve()
+    if folder.is_file():  # the configuration file itself
+        return _read_config(folder)
     for candidate in [folder, *folder.parents]:
         for name in CONFIG_NAMES:
             path = candidate / name
@@ -95,7 +97,7 @@ def _read_config(path: Path) -> tuple[str, str, str]:
     return data["subscription_id"], data["resource_group"], data["workspace_name"]
 
 
-def get_workspace(environ: Mapping[str, str] | None = None) -> Workspace:
+def get_workspace(environ: Mapping[str, str] | None = None, config_start: Path | None = None) -> Workspace:
     """The workspace a ``config.json`` (here or above) or the ``HIML_*`` variables name, logged in.
 
     Raises:
@@ -104,7 +106,7 @@ def get_workspace(environ: Mapping[str, str] | None = None) -> Workspace:
     from azureml.core import Workspace
     from azureml.exceptions import AuthenticationException, WorkspaceException
 
-    subscription, group, name = workspace_names(environ)
+    subscription, group, name = workspace_names(environ, config_start)
     try:
         return Workspace(subscription, group, name, auth=authentication(environ))
     except AuthenticationException as exc:
