@@ -184,3 +184,30 @@ def test_an_amulet_job_is_claimed_by_amulet_with_both_azureml_plugins_installed(
     for other in ("azureml", "azureml-v1"):  # an AzureML job of the other plugins is not Amulet's
         detected = host.detect_run({**amulet, "HIML_BACKEND": other})
         assert detected is not None and detected.backend == other
+
+
+def test_multi_node_variables_come_from_azureml_mpi_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+    from himl_amulet.himl_compat import prepare_amulet_job, set_environment_variables_for_multi_node
+
+    from himl_kernel.errors import HimlError
+
+    for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "AZ_BATCHAI_MPI_MASTER_NODE", "MASTER_IP"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZ_BATCH_MASTER_NODE", "10.0.0.4:6000")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")
+    set_environment_variables_for_multi_node()
+    assert (os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"], os.environ["NODE_RANK"]) == ("10.0.0.4", "6000", "1")
+
+    monkeypatch.delenv("AZ_BATCH_MASTER_NODE")
+    monkeypatch.delenv("MASTER_PORT")
+    monkeypatch.setenv("AZ_BATCHAI_MPI_MASTER_NODE", "node0")
+    set_environment_variables_for_multi_node()
+    assert (os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"]) == ("node0", "6105")  # hi-ml's default port
+
+    monkeypatch.setenv("AZ_BATCH_MASTER_NODE", "10.0.0.4:port")
+    with pytest.raises(HimlError, match=r"AZ_BATCH_MASTER_NODE='10.0.0.4:port' is not HOST:PORT"):
+        set_environment_variables_for_multi_node()
+
+    monkeypatch.setenv("RANK", "3")
+    prepare_amulet_job()
+    assert "RANK" not in os.environ
