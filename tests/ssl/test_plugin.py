@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from himl_ssl import plugin
@@ -15,8 +16,12 @@ from himl_kernel.testing import fresh_host
 
 def test_the_plugin_registers_its_containers_and_command() -> None:
     host = fresh_host(plugin)
-    assert {"SSLContainer", "CRCK_SimCLR", "CRCK_BYOL", "CIFAR10SimCLR", "CIFAR10BYOL"} <= set(host.containers.names())
+    named = {"CRCK_SimCLR", "CRCK_BYOL", "CIFAR10SimCLR", "CIFAR10BYOL", "NIH_RSNA_SimCLR", "NIH_RSNA_BYOL"}
+    assert {"SSLContainer", *named} <= set(host.containers.names())
     assert host.containers.get("CIFAR10BYOL")().ssl_training_type == "BYOL"  # type: ignore[attr-defined]
+    nih_rsna: Any = host.containers.get("NIH_RSNA_BYOL")()
+    assert (nih_rsna.ssl_training_dataset_name, nih_rsna.linear_head_dataset_name) == ("NIH", "RSNA")
+    assert nih_rsna.ssl_training_type == "BYOL" and nih_rsna.use_balanced_binary_loss_for_linear_head
     assert "ssl" in host.commands.names()
 
 

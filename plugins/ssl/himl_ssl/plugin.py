@@ -25,6 +25,8 @@ NAMED_CONFIGS = {
     "CRCK_BYOL": "BYOL pre-training of a resnet50 on TCGA-CRCk tiles, online MSI/MSS evaluator",
     "CIFAR10SimCLR": "SimCLR pre-training on CIFAR-10 (torchvision folder), online 10-class evaluator",
     "CIFAR10BYOL": "BYOL pre-training on CIFAR-10 (torchvision folder), online 10-class evaluator",
+    "NIH_RSNA_SimCLR": "SimCLR pre-training on NIH Chest X-ray 14, online pneumonia evaluator on RSNA Pneumonia",
+    "NIH_RSNA_BYOL": "BYOL pre-training on NIH Chest X-ray 14, online pneumonia evaluator on RSNA Pneumonia",
 }
 
 
