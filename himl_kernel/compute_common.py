@@ -4,6 +4,9 @@ The AzureML SDK v1 and v2 plugins (and any other backend) turn the answer into
 their own SDK's objects; the decision itself lives here once. Nothing here
 imports an SDK.
 
+After a submission, the run's id goes to ``most_recent_run.txt`` (hi-ml's run
+recovery file) in the folder the submission was made from.
+
 Distributed launch, when ``kind`` is ``auto`` (hi-ml's rule):
 
 - one node with one process: no distributed configuration;
@@ -18,7 +21,9 @@ MPI on a single node too (hi-ml's ``use_mpi_run_for_single_node_jobs``).
 from __future__ import annotations
 
 import shlex
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -67,3 +72,22 @@ def himl_tags(spec: JobSpec, backend: str) -> dict[str, str]:
         "himl.entry": f"{spec.entry.kind}:{spec.entry.target}",
         "himl.command": shlex.join([spec.entry.target, *spec.entry.args]),
     }
+
+
+#: hi-ml's run recovery file: the id of the latest submission, in the folder it was made from.
+RUN_RECOVERY_FILE = "most_recent_run.txt"
+
+
+def write_run_recovery_file(run_id: str, folder: Path | None = None) -> Path:
+    """Write ``run_id`` to ``most_recent_run.txt`` in ``folder`` (default: the current one).
+
+    A folder that cannot be written is a warning on stderr, not an error: the job has been submitted.
+    """
+    from himl_kernel.atomic import atomic_write_bytes
+
+    target = (folder or Path.cwd()) / RUN_RECOVERY_FILE
+    try:
+        atomic_write_bytes(target, run_id.encode("utf-8"))
+    except OSError as exc:
+        print(f"himl: warning: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+    return target

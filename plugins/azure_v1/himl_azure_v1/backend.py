@@ -17,7 +17,6 @@ where to follow it.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import yaml
@@ -31,6 +30,7 @@ from himl_azure_v1.runconfig import (
     run_configuration,
     tags_of,
 )
+from himl_kernel.compute_common import write_run_recovery_file
 
 if TYPE_CHECKING:
     from himl_kernel.compute_common import DistributionKind
@@ -83,20 +83,6 @@ class AzureMLV1Backend:
 
 #: AzureML run statuses as the kernel's.
 FINAL_STATES = {"Completed": "FINISHED", "Failed": "FAILED", "Canceled": "KILLED", "Running": "RUNNING"}
-#: hi-ml's run recovery file: the id of the latest submission, in the folder the submission was made from.
-RUN_RECOVERY_FILE = "most_recent_run.txt"
-
-
-def write_run_recovery_file(run_id: str, folder: Path | None = None) -> Path:
-    """Write ``run_id`` to ``most_recent_run.txt`` (a warning, not an error, when the folder is read-only)."""
-    from himl_kernel.atomic import atomic_write_bytes
-
-    target = (folder or Path.cwd()) / RUN_RECOVERY_FILE
-    try:
-        atomic_write_bytes(target, run_id.encode("utf-8"))
-    except OSError as exc:
-        print(f"himl: warning: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
-    return target
 
 
 def submit_v1(spec: JobSpec, workspace: Any = None) -> Any:
