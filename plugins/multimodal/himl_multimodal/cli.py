@@ -38,7 +38,11 @@ def _positive(text: str) -> int:
 def _image_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("--image-model", choices=("biovil", "biovil_t"), default="biovil_t", help="image model type")
     parser.add_argument("--image-weights", required=required, metavar="W", help="image weights: file or RUN_ID:path")
-    parser.add_argument("--backbone", default="resnet50", help="the image model's ResNet (resnet50 when published)")
+    parser.add_argument(
+        "--backbone",
+        default=None,
+        help="the image model's ResNet or timm:NAME (default: what training recorded with the weights, or resnet50)",
+    )
     parser.add_argument("--resize", type=_positive, default=None, help="resize of the short side (default: 512)")
     parser.add_argument("--crop-size", type=_positive, default=None, help="centre crop (default: 480 / 448)")
 

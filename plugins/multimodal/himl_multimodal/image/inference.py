@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from pathlib import Path
 
 import torch
@@ -10,10 +11,12 @@ import torch.nn.functional as F
 
 from himl_kernel.errors import HimlError
 from himl_multimodal.image.io import load_image
-from himl_multimodal.image.model import RESNETS, ImageModel
+from himl_multimodal.image.model import ImageModel, check_backbone
 from himl_multimodal.image.transforms import BIOVIL_SIZES, BIOVIL_T_SIZES, ChestXrayTransform
 from himl_multimodal.weights import read_state_dict, resolve_weights
 
+#: The published models' backbone.
+DEFAULT_BACKBONE = "resnet50"
 #: Where the image model's keys sit in checkpoints this plugin's training writes.
 TRAINING_PREFIX = "image_model."
 
@@ -74,18 +77,50 @@ def _infer_joint_size(state: dict[str, object]) -> int:
     return int(weight.shape[0])
 
 
+def saved_backbone(path: Path) -> tuple[str, int]:
+    """The backbone and feature stage that training recorded beside ``path`` (``image_model.json``).
+
+    Without that record: the published ResNet-50 and its last stage.
+    """
+    record = path.with_suffix(".json")
+    if not record.is_file():
+        return DEFAULT_BACKBONE, -1
+    try:
+        values = json.loads(record.read_text())
+        backbone, stage = values.get("backbone"), values.get("feature_stage", -1)
+    except (ValueError, AttributeError):
+        backbone, stage = None, None
+    if not isinstance(backbone, str) or not isinstance(stage, int):
+        raise HimlError(f"image weights {path}: {record} should hold a backbone name and feature_stage; pass backbone=")
+    return backbone, stage
+
+
 def load_image_model(
     weights: str | Path,
     image_model_type: ImageModelType | str = ImageModelType.BIOVIL_T,
-    backbone: str = "resnet50",
+    backbone: str | None = None,
 ) -> ImageModel:
-    """An ``ImageModel`` built for ``image_model_type`` with ``weights`` loaded with strict key matching."""
+    """An ``ImageModel`` built for ``image_model_type`` with ``weights`` loaded with strict key matching.
+
+    ``backbone`` None: the one recorded beside the weights by training (``image_model.json``), else ResNet-50.
+    """
     kind = _model_type(image_model_type)
-    if backbone not in RESNETS:
-        raise HimlError(f"backbone {backbone!r} is not known; expected one of {', '.join(RESNETS)}")
     path = resolve_weights(weights, "image weights")
+    recorded, stage = saved_backbone(path)
+    if backbone is None:
+        backbone = recorded
+    elif backbone != recorded:
+        stage = -1
+    try:
+        check_backbone(backbone)
+    except ValueError as exc:
+        raise HimlError(str(exc)) from None
     state = read_state_dict(path, prefix=TRAINING_PREFIX)
-    model = ImageModel(backbone, _infer_joint_size(state), multi_image=kind is ImageModelType.BIOVIL_T)
+    try:
+        joint = _infer_joint_size(state)
+        model = ImageModel(backbone, joint, multi_image=kind is ImageModelType.BIOVIL_T, feature_stage=stage)
+    except ValueError as exc:
+        raise HimlError(f"image weights {path}: {exc}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -99,13 +134,15 @@ def get_image_inference(
     image_model_type: ImageModelType | str = ImageModelType.BIOVIL_T,
     weights: str | Path | None = None,
     *,
-    backbone: str = "resnet50",
+    backbone: str | None = None,
     resize: int | None = None,
     center_crop_size: int | None = None,
 ) -> ImageInferenceEngine:
     """An ``ImageInferenceEngine`` for BioViL or BioViL-T with ``weights`` (a file, ``RUN_ID:path`` or hub name).
 
-    The preprocessing defaults to the published models' (resize 512, crop 480 for BioViL, 448 for BioViL-T).
+    ``backbone``: the image model's ResNet or ``timm:NAME``; by default what training recorded beside the
+    weights, else the published ResNet-50. The preprocessing defaults to the published models' (resize 512,
+    crop 480 for BioViL, 448 for BioViL-T).
     """
     kind = _model_type(image_model_type)
     if weights is None:

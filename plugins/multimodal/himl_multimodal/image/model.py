@@ -20,6 +20,22 @@ from himl_multimodal.image.vit_pooler import VisionTransformerPooler
 
 #: torchvision ResNets by name, with the width of their last stage.
 RESNETS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
+#: A backbone named ``timm:NAME`` is timm's model NAME (random init), its last feature map as the patch grid.
+TIMM_PREFIX = "timm:"
+
+
+def check_backbone(name: str) -> str:
+    """``name`` if it is a ResNet of :data:`RESNETS` or ``timm:NAME`` of a model timm knows; else ValueError."""
+    if name in RESNETS:
+        return name
+    if name.startswith(TIMM_PREFIX):
+        import timm
+
+        model = name[len(TIMM_PREFIX) :]
+        if model and timm.is_model(model):
+            return name
+        raise ValueError(f"image backbone {name!r}: timm has no model {model!r} (see timm.list_models())")
+    raise ValueError(f"image backbone {name!r} is not known; expected one of {', '.join(RESNETS)} or timm:NAME")
 
 
 @dataclass
@@ -62,6 +78,34 @@ class ResNetEncoder(nn.Module):
         return self.backbone_features(x)
 
 
+class TimmEncoder(nn.Module):
+    """A timm model (random init) as ``encoder``, returning one stage's feature map; ``feature_dim`` is its width.
+
+    ``stage`` counts timm's feature stages (``-1``, the last, by default): an earlier stage gives a finer patch grid
+    whose patches see less of the image, and the model stops there.
+    """
+
+    def __init__(self, backbone: str, stage: int = -1) -> None:
+        super().__init__()
+        import timm
+
+        name = check_backbone(backbone)[len(TIMM_PREFIX) :]
+        try:
+            self.encoder = timm.create_model(name, pretrained=False, features_only=True, out_indices=(stage,))
+        except IndexError:
+            raise ValueError(f"image backbone {backbone!r} has no feature stage {stage}") from None
+        except (RuntimeError, ValueError, TypeError) as exc:  # models without a feature-map interface
+            raise ValueError(f"image backbone {backbone!r}: timm cannot give its feature maps ({exc})") from None
+        info: Any = self.encoder.feature_info
+        self.feature_dim = int(info.channels()[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features: torch.Tensor = self.encoder(x)[-1]
+        if features.ndim != 4:
+            raise ValueError(f"timm backbone gave features of shape {tuple(features.shape)}; expected (B, C, H, W)")
+        return features
+
+
 class MultiImageEncoder(ResNetEncoder):
     """BioViL-T's encoder: the current image's grid, fused with the change from a prior image (or a learnt stand-in)."""
 
@@ -102,15 +146,36 @@ class ConvProjector(nn.Module):
 
 
 class ImageModel(nn.Module):
-    """An image encoder with a projector into the joint image-text space (BioViL when ``multi_image`` is false)."""
+    """An image encoder with a projector into the joint image-text space (BioViL when ``multi_image`` is false).
 
-    def __init__(self, backbone: str = "resnet50", joint_feature_size: int = 128, multi_image: bool = False) -> None:
+    ``backbone`` is a torchvision ResNet (the published models' layout) or ``timm:NAME``, any timm model with
+    feature maps (``timm:resnet18``, ``timm:efficientnet_b0``, ...), randomly initialised.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        joint_feature_size: int = 128,
+        multi_image: bool = False,
+        feature_stage: int = -1,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.feature_stage = feature_stage
         self.multi_image = multi_image
         self.joint_feature_size = joint_feature_size
-        self.encoder: ResNetEncoder = MultiImageEncoder(backbone) if multi_image else ResNetEncoder(backbone)
-        self.projector = ConvProjector(self.encoder.feature_dim, joint_feature_size, joint_feature_size)
+        check_backbone(backbone)
+        encoder: ResNetEncoder | TimmEncoder
+        if backbone.startswith(TIMM_PREFIX):
+            if multi_image:
+                raise ValueError(f"image backbone {backbone!r}: a multi-image (BioViL-T) model needs a ResNet")
+            encoder = TimmEncoder(backbone, feature_stage)
+        else:
+            if feature_stage != -1:
+                raise ValueError(f"image backbone {backbone!r}: a feature stage is chosen only for timm:NAME backbones")
+            encoder = MultiImageEncoder(backbone) if multi_image else ResNetEncoder(backbone)
+        self.encoder = encoder
+        self.projector = ConvProjector(encoder.feature_dim, joint_feature_size, joint_feature_size)
 
     def forward(self, x: torch.Tensor, previous: torch.Tensor | None = None) -> ImageModelOutput:
         if previous is not None and not isinstance(self.encoder, MultiImageEncoder):

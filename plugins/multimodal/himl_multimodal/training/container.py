@@ -25,7 +25,16 @@ class ImageTextContrastive(LightningContainer):
         description="CSV of (image, report) pairs, or a folder of images each with a .txt report; "
         "default: the first dataset folder's pairs.csv",
     )
-    image_backbone: str = Field("resnet50", description=f"torchvision ResNet: {', '.join(RESNETS)}")
+    image_backbone: str = Field(
+        "resnet50",
+        description=f"torchvision ResNet ({', '.join(RESNETS)}), the published layout; or timm:NAME, any timm model "
+        "with feature maps (random init), its last feature map projected to the joint space",
+    )
+    image_feature_stage: int = Field(
+        -1,
+        description="for a timm:NAME backbone, which of its feature stages is the patch grid (-1: the last; "
+        "earlier ones are finer and see less of the image around each patch)",
+    )
     image_weights: str | None = Field(None, description="image model to start from: a file or RUN_ID:path")
     multi_image: bool = Field(False, description="a BioViL-T image model (ViT pooler) instead of BioViL's")
     text_model: Path | None = Field(
@@ -94,18 +103,28 @@ class ImageTextContrastive(LightningContainer):
         return CXRBertModel(config)
 
     def _image_model(self) -> Any:
+        from himl_multimodal.image.model import check_backbone
+
+        try:
+            check_backbone(self.image_backbone)
+        except ValueError as exc:
+            raise HimlError(f"ImageTextContrastive: {exc}") from None
         if self.image_weights is not None:
             from himl_multimodal.image.inference import load_image_model
 
             kind = "biovil_t" if self.multi_image else "biovil"
             return load_image_model(self.image_weights, kind, self.image_backbone)
-        if self.image_backbone not in RESNETS:
-            raise HimlError(
-                f"image_backbone {self.image_backbone!r} is not known; expected one of {', '.join(RESNETS)}"
-            )
         from himl_multimodal.image.model import ImageModel
 
-        return ImageModel(self.image_backbone, self.joint_feature_size, multi_image=self.multi_image)
+        try:
+            return ImageModel(
+                self.image_backbone,
+                self.joint_feature_size,
+                multi_image=self.multi_image,
+                feature_stage=self.image_feature_stage,
+            )
+        except ValueError as exc:
+            raise HimlError(f"ImageTextContrastive: {exc}") from None
 
     def create_model(self) -> LightningModule:
         from himl_multimodal.training.module import ImageTextModule

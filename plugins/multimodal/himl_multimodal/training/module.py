@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -113,10 +114,19 @@ class ImageTextModule(LightningModule):
 
 
 def save_trained_models(image_model: ImageModel, text_model: CXRBertModel, tokenizer: Any, folder: Path) -> Path:
-    """Write ``image_model.pt`` (a state dict) and ``text_model/`` (a Hugging Face folder with its tokenizer)."""
+    """Write ``image_model.pt`` (a state dict), ``image_model.json`` (its backbone) and ``text_model/``.
+
+    The text folder is a Hugging Face model folder with its tokenizer.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in image_model.state_dict().items()}
     torch.save(state, folder / IMAGE_WEIGHTS)
+    record = {
+        "backbone": image_model.backbone,
+        "feature_stage": image_model.feature_stage,
+        "multi_image": image_model.multi_image,
+    }
+    (folder / IMAGE_WEIGHTS).with_suffix(".json").write_text(json.dumps(record) + "\n")
     text_model.save_pretrained(folder / TEXT_FOLDER)
     tokenizer.save_pretrained(str(folder / TEXT_FOLDER))
     print(f"himl: wrote {folder / IMAGE_WEIGHTS} and {folder / TEXT_FOLDER}", flush=True)
