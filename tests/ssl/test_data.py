@@ -112,3 +112,26 @@ def test_the_ssl_rate_scales_with_the_processes_and_the_heads_does_not() -> None
     assert optimizer.param_groups[0]["lr"] == pytest.approx(4e-3 * warmup_cosine(0, 5, 10))
     head = {id(p) for p in module.linear_head.parameters()}
     assert {id(p) for p in optimizer.param_groups[1]["params"]} == head
+
+
+def test_a_cifar_download_without_a_network_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from himl_ssl.data import download_cifar
+
+    attempts: list[object] = []
+
+    def no_network(*args: object, **kwargs: object) -> socket.socket:
+        attempts.append(args[0] if args else None)
+        raise OSError("network is blocked in this test")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: no_network(address))
+    with pytest.raises(HimlError, match=r"cannot download CIFAR10 into .*put torchvision's cifar-10-batches-py folder"):
+        download_cifar(tmp_path / "cifar", "CIFAR10")
+    assert attempts  # it did try the network, and nothing half-downloaded is left to pass for the set
+    assert not (tmp_path / "cifar" / "cifar-10-batches-py").exists()
+    (tmp_path / "cifar" / "cifar-10-batches-py").mkdir()
+    download_cifar(tmp_path / "cifar", "CIFAR10")  # already there: no network needed
+    with pytest.raises(HimlError, match="only CIFAR10 and CIFAR100 can be downloaded"):
+        download_cifar(tmp_path, "TCGA_CRCK")

@@ -49,6 +49,9 @@ class SSLContainer(LightningContainer):
     )
     learning_rate_linear_head_during_ssl_training: float = Field(1e-4, gt=0, description="the linear head's rate")
     num_epochs: int | None = Field(None, ge=1, description="hi-ml's name of max_epochs (wins when given)")
+    download_dataset: bool = Field(
+        False, description="download CIFAR10/CIFAR100 into the SSL folder when it lacks them (needs the network)"
+    )
     is_debug_model: bool = Field(False, description="only the first batch of each epoch")
     drop_last: bool = Field(True, description="drop the last, incomplete training batch")
     image_size: int = Field(224, ge=8, description="side in pixels of the images the encoder sees")
@@ -97,6 +100,21 @@ class SSLContainer(LightningContainer):
             load(head_folder, self.linear_head_dataset_name, "train"),
             load(head_folder, self.linear_head_dataset_name, "val"),
         )
+
+    @override
+    def before_training_on_local_rank_zero(self) -> None:
+        """With ``--download_dataset``: fetch the CIFAR sets the run names that are not in their folders yet."""
+        if not self.download_dataset:
+            return
+        from himl_ssl.data import CIFAR_FOLDERS, download_cifar
+
+        ssl_folder, head_folder = self._folders()
+        wanted = [(ssl_folder, self.ssl_training_dataset_name), (head_folder, self.linear_head_dataset_name)]
+        cifar = [(folder, name) for folder, name in wanted if name in CIFAR_FOLDERS]
+        if not cifar:
+            raise HimlError("--download_dataset downloads only CIFAR10 or CIFAR100; this run names neither")
+        for folder, name in cifar:
+            download_cifar(folder, name)
 
     def augmentation(self, path: Path | None) -> AugmentationConfig | None:
         from himl_ssl.augment import load_augmentation_config

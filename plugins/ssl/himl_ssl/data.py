@@ -221,3 +221,28 @@ class ImageDataset(Dataset[tuple[Tensor, int]]):
     @property
     def num_classes(self) -> int:
         return max(self.images.labels) + 1
+
+
+def download_cifar(folder: Path, name: DatasetName) -> None:
+    """Fetch CIFAR-10 or CIFAR-100 into ``folder`` in torchvision's layout (only when a user asks for it).
+
+    A folder that already holds the set is left alone; without a network the
+    failure is one line saying where to put the files by hand.
+    """
+    if name not in CIFAR_FOLDERS:
+        raise HimlError(f"only CIFAR10 and CIFAR100 can be downloaded; the dataset is {name}")
+    if (folder / CIFAR_FOLDERS[name]).is_dir():
+        return
+    import urllib.error
+
+    from torchvision import datasets  # type: ignore[import-untyped]
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dataset_class = datasets.CIFAR10 if name == "CIFAR10" else datasets.CIFAR100
+    try:
+        dataset_class(str(folder), train=True, download=True)
+    except (urllib.error.URLError, OSError) as error:
+        raise HimlError(
+            f"cannot download {name} into {folder} ({str(error).splitlines()[0]}); "
+            f"put torchvision's {CIFAR_FOLDERS[name]} folder there by hand"
+        ) from None
