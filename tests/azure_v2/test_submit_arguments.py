@@ -159,3 +159,17 @@ def test_ml_client_for_no_workspace_is_refused(script: Path) -> None:
     client = MLClient(DefaultAzureCredential(), subscription_id="s", resource_group_name="g")
     with pytest.raises(HimlError, match=r"^ml_client must be an MLClient for one workspace"):
         submit(script, ml_client=client, conda_environment_file="environment.yml")
+
+
+def test_environment_yml_beside_a_script_in_a_subfolder_is_used(
+    workspace_dir: Path, control_plane: ControlPlane
+) -> None:
+    (workspace_dir / "environment.yml").write_text("name: root\ndependencies:\n  - python=3.10\n")
+    sub = workspace_dir / "scripts"
+    sub.mkdir()
+    (sub / "environment.yml").write_text("name: beside\ndependencies:\n  - python=3.11\n")
+    (sub / "job.py").write_text("print(1)\n")
+    assert submit(sub / "job.py") == 0
+    (registered,) = control_plane.registered_environments
+    assert registered["conda_file"]["name"] == "beside"  # the nearest one, as hi-ml finds it
+    assert control_plane.submitted[0].rest["properties"]["command"] == "python scripts/job.py"

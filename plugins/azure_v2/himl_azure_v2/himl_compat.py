@@ -343,6 +343,8 @@ def build_job_spec(
         raise HimlError(f"entry script {str(script)!r} is not inside the snapshot root {str(root)!r}") from None
     ignores = [str(Path(p).as_posix()).rstrip("/") + "/" for p in ignored_folders or []]
     options = {**(options or {}), "distribution": distribution}
+    if conda_file is None and pip_requirements is None and not options.get("aml_environment"):
+        conda_file = find_environment_file(script, root)
     if workspace_config is not None:
         options["workspace_config"] = str(workspace_config)
     return JobSpec(
@@ -365,6 +367,21 @@ def build_job_spec(
         max_run_duration_s=max_run_duration_s,
         wait_for_completion=wait,
     )
+
+
+#: The conda file hi-ml looks for when a script names none.
+CONDA_ENVIRONMENT_FILE = "environment.yml"
+
+
+def find_environment_file(script: Path, root: Path) -> Path | None:
+    """hi-ml's default conda file: ``environment.yml`` in the script's folder or a parent, up to the snapshot root."""
+    for folder in (script.parent, *script.parent.parents):
+        candidate = folder / CONDA_ENVIRONMENT_FILE
+        if candidate.is_file():
+            return candidate
+        if folder == root:
+            break
+    return None
 
 
 def environment_variables_or_empty(values: dict[str, str] | None) -> dict[str, str]:
