@@ -157,8 +157,9 @@ class AzureMLProgressBar(EitherPackage, ProgressBar):
     def enable(self) -> None:
         self._enabled = True
 
-    def _begin(self, stage: str, total: Any) -> None:
+    def _begin(self, stage: str, total: Any, with_step: bool = False) -> None:
         self._stage = stage
+        self._with_step = with_step
         self._stage_start = time.perf_counter()
         self._total = float(total) if isinstance(total, (int, float)) else float("inf")
 
@@ -187,12 +188,15 @@ class AzureMLProgressBar(EitherPackage, ProgressBar):
             estimate = f", total epoch time ~ {_clock(elapsed / done * total)}"
         else:
             count, estimate = f"{done:>4} completed.", ""
-        self._emit(f"{self._stage}: {count} {_clock(elapsed)} elapsed{estimate}")
+        stage = self._stage
+        if getattr(self, "_with_step", False):  # the step of the batch just trained, as the manual's lines show
+            stage += f" (step {max(trainer.global_step - 1, 0)})"
+        self._emit(f"{stage}: {count} {_clock(elapsed)} elapsed{estimate}")
 
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_start(trainer, pl_module)
-        self._begin(f"Training epoch {trainer.current_epoch} (step {trainer.global_step})", self.total_train_batches)
+        self._begin(f"Training epoch {trainer.current_epoch}", self.total_train_batches, with_step=True)
 
     @override
     def on_train_batch_end(

@@ -196,10 +196,11 @@ def test_azureml_progress_bar_prints_hi_ml_lines_and_replaces_the_trainers_own(
     trainer.fit(module, _data(), _data(4))
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     tail = r"completed\. \d\d:\d\d elapsed, total epoch time ~ \d\d:\d\d"
-    assert re.fullmatch(rf"{STAMP} Training epoch 0 \(step 0\):    2/4 \(50%\) {tail}", lines[0])
-    assert re.fullmatch(rf"{STAMP} Training epoch 0 \(step 0\):    4/4 \(100%\) {tail}", lines[1])
+    # the step is that of the batch just trained (the manual's "epoch 18 (step 94): 5/5" ends epoch 18 of 5 steps)
+    assert re.fullmatch(rf"{STAMP} Training epoch 0 \(step 1\):    2/4 \(50%\) {tail}", lines[0])
+    assert re.fullmatch(rf"{STAMP} Training epoch 0 \(step 3\):    4/4 \(100%\) {tail}", lines[1])
     assert re.fullmatch(rf"{STAMP} Validation epoch 0:    2/2 \(100%\) {tail}", lines[2])
-    assert re.fullmatch(rf"{STAMP} Training epoch 1 \(step 4\):    2/4 \(50%\) {tail}", lines[3])
+    assert re.fullmatch(rf"{STAMP} Training epoch 1 \(step 5\):    2/4 \(50%\) {tail}", lines[3])
     assert len(lines) == 6
 
 
