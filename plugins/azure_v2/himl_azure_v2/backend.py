@@ -24,7 +24,8 @@ from himl_azure_v2.environment import (
     private_wheel,
     private_wheel_blob,
 )
-from himl_azure_v2.jobs import AzureSettings, DistributionKind, build_azure_job, job_yaml
+from himl_azure_v2.jobs import AzureSettings, build_azure_job, job_yaml
+from himl_kernel.compute_common import DistributionKind
 from himl_kernel.errors import HimlError
 from himl_kernel.job import Submission
 

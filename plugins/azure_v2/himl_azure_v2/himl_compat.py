@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from himl_kernel.compute_common import write_run_recovery_file
 from himl_kernel.errors import HimlError
 
 if TYPE_CHECKING:
@@ -276,26 +277,6 @@ def _call_after_submission(callback: Callable[..., None], submission: Any, backe
         callback(client.jobs.get(submission.run_id), client)
     else:
         callback(submission)
-
-
-#: hi-ml's run recovery file: the id of the latest submission, in the folder the script was started from.
-RUN_RECOVERY_FILE = "most_recent_run.txt"
-
-
-def write_run_recovery_file(run_id: str, folder: Path | None = None) -> Path:
-    """Write ``run_id`` to ``most_recent_run.txt`` in ``folder`` (default: the current one), as hi-ml does.
-
-    ``himl-tb`` and ``himl-download`` read it with ``--latest_run_file``. A
-    folder that cannot be written is a warning: the job has been submitted.
-    """
-    from himl_kernel.atomic import atomic_write_bytes
-
-    target = (folder or Path.cwd()) / RUN_RECOVERY_FILE
-    try:
-        atomic_write_bytes(target, run_id.encode("utf-8"))
-    except OSError as exc:
-        print(f"himl: warning: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
-    return target
 
 
 def _wants_azureml(argv: list[str], submit_to_azureml: bool | None) -> bool:

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from himl_azure_v2.credentials import ENV_IDENTITY_BASED_AUTH
 from himl_azure_v2.environment import DEFAULT_SHM_SIZE
 from himl_azure_v2.workspace import DEFAULT_DATASTORE
+from himl_kernel.compute_common import DistributionKind, distributed_launch, himl_tags
 from himl_kernel.errors import HimlError
 from himl_kernel.runinfo import ENV_BACKEND, ENV_WIRE_FORMAT, WIRE_FORMAT
 from himl_kernel.sweep import Uniform
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from himl_kernel.datasets import DatasetConfig
     from himl_kernel.job import JobSpec
 
-DistributionKind = Literal["auto", "mpi", "pytorch", "none"]
 #: The metric a sweep ranks its trials by when the JobSpec names none.
 DEFAULT_PRIMARY_METRIC = "val/loss"
 INPUT_NAME = "INPUT_{}"
@@ -110,17 +110,12 @@ def target_folders(spec: JobSpec) -> dict[str, str]:
 def _distribution(spec: JobSpec, kind: DistributionKind, mpi_single_node: bool = False) -> Any:
     from azure.ai.ml import MpiDistribution, PyTorchDistribution
 
-    nodes, per_node = spec.compute.num_nodes, spec.compute.processes_per_node
-    if kind == "none" or (kind == "auto" and nodes == 1 and per_node == 1 and not mpi_single_node):
+    launch = distributed_launch(spec, kind, mpi_single_node)
+    if launch is None:
         return None
-    if kind == "auto":
-        # hi-ml: MPI for Lightning containers, and for a script on several nodes with one process each
-        # (no processes-per-node setting); PyTorch's launcher for a script with several processes per node
-        kind = "mpi" if spec.entry.kind == "container" or per_node == 1 else "pytorch"
-    if kind == "mpi":
-        per_process = 1 if spec.entry.kind == "container" else per_node
-        return MpiDistribution(process_count_per_instance=per_process)
-    return PyTorchDistribution(process_count_per_instance=per_node)
+    if launch.kind == "mpi":
+        return MpiDistribution(process_count_per_instance=launch.processes_per_node)
+    return PyTorchDistribution(process_count_per_instance=launch.processes_per_node)
 
 
 def _user_identity() -> Any:
@@ -135,12 +130,7 @@ def command_line(spec: JobSpec) -> str:
 
 
 def tags_of(spec: JobSpec) -> dict[str, str]:
-    return {
-        **spec.tags,
-        "himl.backend": "azureml",
-        "himl.entry": f"{spec.entry.kind}:{spec.entry.target}",
-        "himl.command": shlex.join([spec.entry.target, *spec.entry.args]),
-    }
+    return himl_tags(spec, "azureml")
 
 
 def _search_space(name: str, values: Any) -> Any:
