@@ -22,6 +22,9 @@ from himl_kernel.runstore import RunStore, StoredRun
 
 from ..conftest import error_lines, run_himl
 
+#: The tests run `himl run` in subprocesses: a tiny training run and a refused one (20-45 s each here).
+pytestmark = pytest.mark.slow
+
 #: A tiny run: 32-pixel images, timm's resnet18 cut after its second stage, a 1-layer text model, 2 epochs.
 TINY = (
     "--image_backbone", "timm:resnet18", "--image_feature_stage", "2", "--joint_feature_size", "16",
