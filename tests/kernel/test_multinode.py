@@ -248,6 +248,8 @@ def test_two_machines_of_two_processes_learn_what_one_process_learns(
     said = "\n".join(texts)
     assert f"distributed training ({style}): 2 machines x 2 processes, MASTER_ADDR=127.0.0.1, " in said
     assert "NODE_RANK=0" in said and "NODE_RANK=1" in said
+    # machine 1 cannot read rank zero's last.ckpt: the weights tested were sent to it
+    assert "ckpt, sent from the first machine to the others" in said
     history = store.metric_history(run_id, "val/loss")
     assert len(history) == EPOCHS  # one process logged, once per epoch (four would log four times)
     # 280 training rows over 4 processes: 70 each, 5 steps of 16 per epoch (one process: 18)
