@@ -10,7 +10,8 @@ import pydicom
 import pytest
 import torch
 from himl_ssl.cxr import read_dicom
-from himl_ssl.data import ImageDataset, detect_layout, find_images, is_validation
+from himl_ssl.data import ImageDataset, detect_layout, find_images
+from himl_ssl.splits import is_validation
 from PIL import Image
 from pydicom.data import get_testdata_file
 

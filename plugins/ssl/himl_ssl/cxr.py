@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from himl_kernel.errors import HimlError
-from himl_ssl.data import is_validation
+from himl_ssl.splits import is_validation
 
 Split = Literal["train", "val"]
 CXR_SUFFIXES = (".dcm", ".png", ".jpg", ".jpeg")

@@ -23,7 +23,6 @@ Every image is read as RGB and resized to the run's input size, one uint8
 from __future__ import annotations
 
 import csv
-import hashlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from himl_kernel.errors import HimlError
+from himl_ssl.splits import is_validation
 
 DatasetName = Literal[
     "auto", "CIFAR10", "CIFAR100", "TCGA_CRCK", "TilesDataset", "RSNA", "NIH", "CheXpert", "ImageFolder"
@@ -45,7 +45,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 CRCK_SPLITS = {"train": "CRC_DX_TRAIN", "val": "CRC_DX_TEST"}
 CRCK_CLASSES = {"MSS": 0, "MSIMUT": 1}
 CIFAR_FOLDERS = {"CIFAR10": "cifar-10-batches-py", "CIFAR100": "cifar-100-python"}
-VALIDATION_SHARE = 10  # one in this many slides (or files) validates, when the layout has no split
 
 
 @dataclass(frozen=True)
@@ -65,11 +64,6 @@ class ImageArray:
 
 
 Images = ImageFiles | ImageArray
-
-
-def is_validation(key: str) -> bool:
-    """Whether ``key`` (a slide, patient or file) is in the validation tenth, by a hash that never changes."""
-    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % VALIDATION_SHARE == 0
 
 
 def detect_layout(folder: Path) -> DatasetName:
