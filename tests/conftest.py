@@ -39,13 +39,32 @@ JOB_VARIABLES = (
     "OMPI_COMM_WORLD_LOCAL_RANK",
     "OMPI_COMM_WORLD_SIZE",
     "OMPI_COMM_WORLD_LOCAL_SIZE",
+    # nor the rendezvous of one: a leaked MASTER_ADDR sends a later test's DDP processes to a host that is not there
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "MASTER_IP",
+    "AZ_BATCH_MASTER_NODE",
+    "AZ_BATCHAI_MPI_MASTER_NODE",
 )
 
 
 @pytest.fixture(autouse=True)
-def _not_inside_a_job(monkeypatch: pytest.MonkeyPatch) -> None:
+def _not_inside_a_job() -> Iterator[None]:
+    """No job variables during a test, and the whole environment as it was afterwards.
+
+    Restoring all of it (not only what monkeypatch recorded) matters: code under test such as
+    hi-ml's ``set_environment_variables_for_multi_node`` sets variables itself, and a
+    ``monkeypatch.delenv`` of an absent variable records nothing to undo.
+    """
+    saved = dict(os.environ)
     for name in JOB_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+        os.environ.pop(name, None)
+    yield
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 @pytest.fixture(autouse=True)

@@ -192,7 +192,8 @@ def test_multi_node_variables_come_from_azureml_mpi_launcher(monkeypatch: pytest
     from himl_kernel.errors import HimlError
 
     for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "AZ_BATCHAI_MPI_MASTER_NODE", "MASTER_IP"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "")  # recorded, so that what the helper sets is undone after the test
+        monkeypatch.delenv(name)
     monkeypatch.setenv("AZ_BATCH_MASTER_NODE", "10.0.0.4:6000")
     monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")
     set_environment_variables_for_multi_node()
