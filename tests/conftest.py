@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -94,6 +95,17 @@ def run_himl(
     full_env = {k: v for k, v in os.environ.items() if k not in JOB_VARIABLES}
     full_env.update(env or {})
     return subprocess.run([HIML, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_script(script: Path, *args: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run ``script`` as ``python script.py ARGS`` in this process; its exit status."""
+    monkeypatch.setattr(sys, "argv", [str(script), *args])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # a local run wraps it; restore it afterwards
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
 
 
 def error_lines(stderr: str) -> list[str]:

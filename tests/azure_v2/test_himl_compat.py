@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import runpy
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from himl_azure_v2.workspace import Workspace
 from himl_kernel.cli.main import main
 from tests.azure_v2.conftest import PLANTED_SECRET, staged_files
 from tests.azure_v2.control_plane import ControlPlane
+from tests.conftest import run_script
 
 HIML_STYLE_SCRIPT = """
 from pathlib import Path
@@ -52,16 +52,6 @@ def himl_script(workspace_dir: Path, control_plane: ControlPlane, fresh_containe
         Data(name="x", version="1", type="uri_folder", path="azureml://datastores/workspaceblobstore/paths/datasets/x/")
     )
     return script
-
-
-def run_script(script: Path, *args: str, monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr(sys, "argv", [str(script), *args])
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # a local run wraps it; restore it afterwards
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_hi_ml_script_runs_here_with_its_dataset_downloaded(

@@ -7,12 +7,6 @@ the test defines the smallest stand-in beside it, and says so.
 
 from __future__ import annotations
 
-import runpy
-import sys
-from pathlib import Path
-
-import pytest
-
 from tests.azure_v2.conftest import (  # noqa: F401 (fixtures, shared with the plugin's own tests)
     _no_azure_identity,
     azurite,
@@ -27,14 +21,3 @@ def as_himl(code: str) -> str:
     changed = code.replace("from health_azure import", "from himl_azure_v2 import")
     assert "health_azure" not in changed
     return changed
-
-
-def run_script(script: Path, *args: str, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Run ``script`` as ``python script.py ARGS`` in this process; its exit status."""
-    monkeypatch.setattr(sys, "argv", [str(script), *args])
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # a local run wraps it; restore it afterwards
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0

@@ -8,7 +8,8 @@ import pytest
 from azure.ai.ml.entities import AmlCompute, AzureBlobDatastore
 
 from tests.azure_v2.control_plane import AZURITE_ACCOUNT, BLOB_CONTAINER, ControlPlane
-from tests.manual.conftest import as_himl, run_script
+from tests.conftest import run_script
+from tests.manual.conftest import as_himl
 
 #: The manual's section 1.2 script, as printed (page breaks removed). ``read_image`` and ``write_image`` are left
 #: undefined there; STAND_INS defines the smallest ones (the manual's ``write_image`` is called with a path only).

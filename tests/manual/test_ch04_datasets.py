@@ -14,7 +14,8 @@ import pytest
 from azure.ai.ml.entities import AccountKeyConfiguration, AzureBlobDatastore
 
 from tests.azure_v2.control_plane import AZURITE_ACCOUNT, AZURITE_KEY, BLOB_CONTAINER, ControlPlane
-from tests.manual.conftest import as_himl, run_script
+from tests.conftest import run_script
+from tests.manual.conftest import as_himl
 
 ELLIPSIS = 'compute_cluster_name="gpu-nc24"'
 

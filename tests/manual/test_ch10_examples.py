@@ -13,7 +13,8 @@ import pytest
 from azure.ai.ml.entities import AmlCompute
 
 from tests.azure_v2.control_plane import ControlPlane
-from tests.manual.conftest import as_himl, run_script
+from tests.conftest import run_script
+from tests.manual.conftest import as_himl
 
 #: examples/2/sample.py: the manual's addition (``submit_to_azure_if_needed`` at the top of ``main``) to the
 #: primes script; examples/3 adds ``-o/--output`` and writes the primes to ``run_info.output_folder``.
